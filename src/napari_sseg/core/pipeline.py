@@ -1,0 +1,44 @@
+"""Long work as generators that yield :class:`Progress` and return results.
+
+The CLI drives them with tqdm, the napari widget inside a thread worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import numpy as np
+
+from .expand import ExpandOptions, Expansion, iter_expand
+from .points import PointSet
+from .progress import Progress
+
+__all__ = ["iter_expand_image"]
+
+
+def iter_expand_image(
+    image: np.ndarray,
+    points: PointSet,
+    *,
+    proposer=None,
+    options: ExpandOptions | None = None,
+) -> Generator[Progress, None, Expansion]:
+    """Expand the points of one image with the chosen method.
+
+    Parameters
+    ----------
+    image : (M, N[, C]) ndarray
+    points : PointSet
+    proposer : MaskProposer, optional
+        A mask proposer (see :mod:`napari_sseg.backends`); ``None`` runs the weight-free
+        superpixel expansion alone.
+    options : ExpandOptions, optional
+        Settings of the superpixel expansion / fill.
+    """
+    if proposer is None:
+        result = yield from iter_expand(image, points, options=options)
+        return result
+    from .fusion import iter_hybrid_expand
+
+    result = yield from iter_hybrid_expand(image, points, proposer, options=options)
+    return result

@@ -1,0 +1,145 @@
+"""Superpixel helpers: SLIC / maskSLIC at a working resolution, region graphs and statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.color import rgb2lab
+from skimage.segmentation import slic
+
+__all__ = [
+    "block_mean",
+    "colour_features",
+    "slic_superpixels",
+    "region_adjacency",
+    "region_means",
+    "relabel_sequential",
+]
+
+
+def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
+    """Downsample the first two axes by an integer ``factor`` with block averaging (edge padded)."""
+    if factor <= 1:
+        return image
+    m, n = image.shape[:2]
+    pm, pn = (-m) % factor, (-n) % factor
+    if pm or pn:
+        pad = [(0, pm), (0, pn)] + [(0, 0)] * (image.ndim - 2)
+        image = np.pad(image, pad, mode="edge")
+    mm, nn = image.shape[0] // factor, image.shape[1] // factor
+    shape = (mm, factor, nn, factor) + image.shape[2:]
+    return image.reshape(shape).mean(axis=(1, 3), dtype=np.float32)
+
+
+def colour_features(image: np.ndarray) -> np.ndarray:
+    """Perceptual features of a (M, N, C) float image in [0, 1], roughly on a 0..100 scale.
+
+    Three channels are treated as RGB and converted to CIELAB; other channel counts are scaled
+    to 0..100 as they are.
+    """
+    if image.shape[2] == 3:
+        return rgb2lab(np.clip(image, 0, 1)).astype(np.float32)
+    return (image * np.float32(100)).astype(np.float32)
+
+
+def slic_superpixels(
+    features: np.ndarray,
+    *,
+    n_segments: int,
+    compactness: float = 10.0,
+    mask: np.ndarray | None = None,
+) -> np.ndarray:
+    """SLIC (or maskSLIC when ``mask`` is given) on precomputed features.
+
+    Parameters
+    ----------
+    features : (M, N, C) ndarray of float32
+        Features on a CIELAB-like 0..100 scale.
+    n_segments : int
+        Approximate number of superpixels over the whole image (fewer inside a mask).
+    compactness : float
+        SLIC compactness for features on that scale.
+    mask : (M, N) ndarray of bool, optional
+        Only pixels where ``mask`` is True are segmented (maskSLIC); others get 0.
+
+    Returns
+    -------
+    (M, N) ndarray of int32
+        Superpixel ids starting at 1, 0 outside the mask.
+    """
+    m, n = features.shape[:2]
+    if mask is not None:
+        if not mask.any():
+            return np.zeros((m, n), dtype=np.int32)
+        frac = float(mask.mean())
+        n_segments = max(1, int(round(n_segments * frac)))
+    seg = slic(
+        features,
+        n_segments=max(1, int(n_segments)),
+        compactness=compactness,
+        channel_axis=-1,
+        convert2lab=False,
+        start_label=1,
+        mask=mask,
+        enforce_connectivity=True,
+    )
+    seg = seg.astype(np.int32, copy=False)
+    if mask is not None:
+        # maskSLIC can leave masked pixels unassigned in tiny isolated pockets: give each
+        # such pocket its own id so every masked pixel belongs to a region.
+        holes = mask & (seg == 0)
+        if holes.any():
+            pockets, count = ndi.label(holes)
+            seg[holes] = pockets[holes] + seg.max()
+    return seg
+
+
+def relabel_sequential(seg: np.ndarray) -> tuple[np.ndarray, int]:
+    """Relabel positive ids to 0..K-1 (non-positive ids become -1); returns (ids, K)."""
+    ids = np.unique(seg[seg > 0])
+    lut = np.full(int(seg.max()) + 1 if seg.size else 1, -1, dtype=np.int32)
+    lut[ids] = np.arange(ids.size, dtype=np.int32)
+    out = np.where(seg > 0, lut[np.maximum(seg, 0)], -1).astype(np.int32)
+    return out, int(ids.size)
+
+
+def region_adjacency(regions: np.ndarray, n_regions: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs of 4-connected touching regions and the length of their shared border.
+
+    Parameters
+    ----------
+    regions : (M, N) ndarray of int
+        Region ids 0..n_regions-1 (negative ids are ignored).
+
+    Returns
+    -------
+    a, b : (E,) ndarray of int64
+        Region pairs with ``a < b``.
+    length : (E,) ndarray of float64
+        Number of pixel edges between the two regions.
+    """
+    keys = []
+    for x, y in ((regions[:, :-1], regions[:, 1:]), (regions[:-1, :], regions[1:, :])):
+        diff = (x != y) & (x >= 0) & (y >= 0)
+        lo = np.minimum(x[diff], y[diff]).astype(np.int64)
+        hi = np.maximum(x[diff], y[diff]).astype(np.int64)
+        keys.append(lo * n_regions + hi)
+    if not keys or sum(k.size for k in keys) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0)
+    uniq, counts = np.unique(np.concatenate(keys), return_counts=True)
+    return uniq // n_regions, uniq % n_regions, counts.astype(np.float64)
+
+
+def region_means(regions: np.ndarray, values: np.ndarray, n_regions: int) -> np.ndarray:
+    """Mean of each channel of ``values`` (M, N, C) per region; returns (n_regions, C)."""
+    flat = regions.reshape(-1)
+    valid = flat >= 0
+    idx = flat[valid]
+    counts = np.bincount(idx, minlength=n_regions).astype(np.float64)
+    counts[counts == 0] = 1
+    vals = values.reshape(-1, values.shape[-1])[valid]
+    out = np.empty((n_regions, values.shape[-1]), dtype=np.float64)
+    for c in range(values.shape[-1]):
+        out[:, c] = np.bincount(idx, weights=vals[:, c], minlength=n_regions) / counts
+    return out
