@@ -13,7 +13,16 @@ from skimage.segmentation import slic
 from .image import normalized_float
 from .points import PointSet
 
-__all__ = ["nearest_point_labels", "slic_vote_labels", "multilevel_slic_labels", "BASELINES"]
+__all__ = [
+    "nearest_point_labels",
+    "slic_segments",
+    "slic_vote_labels",
+    "multilevel_slic_labels",
+    "MULTILEVEL_LEVELS",
+    "BASELINES",
+]
+
+MULTILEVEL_LEVELS = (100, 300, 1000, 3000)
 
 
 def nearest_point_labels(shape: tuple[int, int], points: PointSet) -> np.ndarray:
@@ -38,16 +47,30 @@ def _vote(seg: np.ndarray, points: PointSet) -> tuple[np.ndarray, np.ndarray]:
     return classes[votes.argmax(axis=1)], votes.sum(axis=1) > 0
 
 
-def _slic(image: np.ndarray, n_segments: int) -> np.ndarray:
+def slic_segments(image: np.ndarray, n_segments: int) -> np.ndarray:
+    """Plain full-resolution SLIC (CIELAB for RGB, compactness 10) as the baselines use it.
+
+    Depends on the image only, so a benchmark can compute it once and reuse it for every
+    point set.
+    """
     img = normalized_float(image)
     rgb = img.shape[2] == 3
     return slic(img if rgb else img * 100, n_segments=n_segments, compactness=10,
                 channel_axis=-1, convert2lab=rgb, start_label=0)
 
 
-def slic_vote_labels(image: np.ndarray, points: PointSet, *, n_segments: int = 1000) -> np.ndarray:
-    """Single-scale SLIC: a superpixel takes its points' majority class, else the nearest point's."""
-    seg = _slic(image, n_segments)
+def slic_vote_labels(
+    image: np.ndarray,
+    points: PointSet,
+    *,
+    n_segments: int = 1000,
+    segments: np.ndarray | None = None,
+) -> np.ndarray:
+    """Single-scale SLIC: a superpixel takes its points' majority class, else the nearest point's.
+
+    ``segments`` may hold a precomputed :func:`slic_segments` result.
+    """
+    seg = slic_segments(image, n_segments) if segments is None else segments
     cls, has = _vote(seg, points)
     out = nearest_point_labels(seg.shape, points)
     sel = has[seg]
@@ -56,12 +79,20 @@ def slic_vote_labels(image: np.ndarray, points: PointSet, *, n_segments: int = 1
 
 
 def multilevel_slic_labels(
-    image: np.ndarray, points: PointSet, *, levels: tuple[int, ...] = (100, 300, 1000, 3000)
+    image: np.ndarray,
+    points: PointSet,
+    *,
+    levels: tuple[int, ...] = MULTILEVEL_LEVELS,
+    segments: list[np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Multi-level SLIC, coarse to fine: finer superpixels with points overwrite coarser labels."""
+    """Multi-level SLIC, coarse to fine: finer superpixels with points overwrite coarser labels.
+
+    ``segments`` may hold precomputed :func:`slic_segments` results for ``sorted(levels)``.
+    """
     out = nearest_point_labels(np.asarray(image).shape[:2], points)
-    for n_segments in sorted(levels):
-        seg = _slic(image, n_segments)
+    if segments is None:
+        segments = [slic_segments(image, n) for n in sorted(levels)]
+    for seg in segments:
         cls, has = _vote(seg, points)
         sel = has[seg]
         out[sel] = cls[seg][sel]
