@@ -42,7 +42,7 @@ class PointSet:
     class_names: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        coords = np.asarray(self.coords, dtype=np.float64)
+        coords = np.array(self.coords, dtype=np.float64)  # a copy: never freeze the caller's array
         if coords.size == 0:
             coords = coords.reshape(0, 2)
         labels = np.asarray(self.labels)
@@ -55,7 +55,7 @@ class PointSet:
         if labels.size and not np.issubdtype(labels.dtype, np.integer):
             if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
                 raise ValueError("labels must be integer class ids")
-        labels = labels.astype(np.int64)
+        labels = labels.astype(np.int64)  # always a copy
         bad = ~np.isfinite(coords).all(axis=1)
         if bad.any():
             raise ValueError(
