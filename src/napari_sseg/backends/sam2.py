@@ -1,0 +1,650 @@
+"""SAM2 mask proposer: the only module of napari-sseg that imports torch or sam2.
+
+It is also the only place where (row, col) pixel coordinates become SAM2's (x, y) (see
+:meth:`SAM2Proposer.predict`). Everything here is loaded lazily: ``import
+napari_sseg.backends.sam2`` itself imports neither torch nor sam2; :func:`import_sam2` does, safely.
+
+What it does
+------------
+* builds a SAM2.1 model by name (tiny, small, base_plus, large) from the ``sam2`` package's config
+  and loads a checkpoint with ``torch.load(..., weights_only=True)``, with clear errors for a
+  missing, truncated, corrupted or mismatched file (:func:`load_sam2_model`);
+* embeds an image once (``set_image``), caching the embedding in memory and, optionally, on disk
+  under a key made of a hash of the image, the model's name and weights and the package versions;
+  cache files are written atomically and checked on load (a stale or damaged file is recomputed);
+* decodes prompts by calling SAM2's prompt encoder and mask decoder directly, in batches, and
+  returns the 256 x 256 low-resolution logits and predicted IoUs only: nothing is upsampled here
+  (the fusion upsamples only the masks it keeps, as bounding-box crops);
+* images larger than 2048 pixels on a side are shrunk with a box filter to 1024 x 1024 before SAM2
+  sees them (SAM2 resizes every image to 1024 x 1024 anyway), so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from .base import Candidates, CheckpointError
+
+__all__ = [
+    "MODELS",
+    "SAM2Proposer",
+    "build_sam2_model",
+    "import_sam2",
+    "load_sam2_model",
+    "resolve_device",
+]
+
+logger = logging.getLogger(__name__)
+
+#: model name -> (package-relative Hydra config, checkpoint file name, parameters in millions)
+MODELS: dict[str, tuple[str, str, float]] = {
+    "tiny": ("configs/sam2.1/sam2.1_hiera_t.yaml", "sam2.1_hiera_tiny.pt", 38.9),
+    "small": ("configs/sam2.1/sam2.1_hiera_s.yaml", "sam2.1_hiera_small.pt", 46.0),
+    "base_plus": ("configs/sam2.1/sam2.1_hiera_b+.yaml", "sam2.1_hiera_base_plus.pt", 80.8),
+    "large": ("configs/sam2.1/sam2.1_hiera_l.yaml", "sam2.1_hiera_large.pt", 224.4),
+}
+
+DOWNLOAD_HINT = (
+    "Download the SAM2.1 checkpoints with `bash checkpoints/download_checkpoints.sh` from a source "
+    "checkout (see checkpoints/README.md), or fetch "
+    "https://dl.fbaipublicfiles.com/segment_anything_2/092824/{file} into ~/.cache/napari-sseg/"
+    "checkpoints/ or point --checkpoint / NAPARI_SSEG_CHECKPOINT at it."
+)
+
+#: images with a side above this are shrunk to SAM2's input size before embedding
+MAX_DIRECT_SIDE = 2048
+_CACHE_FORMAT = 1
+
+
+def _nvidia_driver_present() -> bool:
+    """Whether an NVIDIA driver is visible (checked without importing torch)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return any(os.path.exists(p) for p in ("/proc/driver/nvidia/version", "/dev/nvidiactl"))
+
+
+def import_sam2(device: str = "auto") -> SimpleNamespace:
+    """Import torch and sam2 safely, even inside a running napari viewer.
+
+    Why this exists: on Linux with Mesa's software OpenGL (llvmpipe; Xvfb, remote desktops,
+    machines without a GPU driver), importing torchvision *after* an OpenGL context exists
+    segfaults the process: torchvision pulls ``torch._dynamo``, which imports ``triton``, and
+    triton's bundled LLVM clashes with the LLVM Mesa has already loaded. napari creates its GL
+    canvas long before the plugin asks for SAM2, so the plugin cannot rely on importing torch
+    first. SAM2 inference never needs triton (it only serves ``torch.compile`` on CUDA), so when
+    CUDA is not going to be used and triton is not imported yet, we register ``triton`` as
+    unavailable (``sys.modules["triton"] = None``: ``import triton`` then raises ImportError and
+    torch falls back to its triton-free paths). Set ``NAPARI_SSEG_ALLOW_TRITON=1`` to opt out.
+
+    Parameters
+    ----------
+    device : str
+        'auto', 'cpu', 'cuda' or 'mps': triton is left alone when CUDA may be used
+        ('cuda', or 'auto' with an NVIDIA driver present).
+
+    Returns
+    -------
+    namespace
+        ``torch``, ``build_sam2`` and ``SAM2ImagePredictor``.
+
+    Raises
+    ------
+    ImportError
+        If torch or sam2 is not installed, with the command that installs them.
+    """
+    cuda_possible = device == "cuda" or (device == "auto" and _nvidia_driver_present())
+    if (
+        "triton" not in sys.modules
+        and not cuda_possible
+        and not os.environ.get("NAPARI_SSEG_ALLOW_TRITON")
+    ):
+        sys.modules.setdefault("triton", None)  # type: ignore[arg-type]
+    try:
+        import torch
+        from sam2.build_sam import build_sam2
+        from sam2.sam2_image_predictor import SAM2ImagePredictor
+    except ImportError as exc:
+        raise ImportError(
+            f"the SAM2 backend needs torch and sam2 ({exc}); install them with "
+            "`pip install 'napari-sseg[sam2]'`"
+        ) from exc
+    return SimpleNamespace(torch=torch, build_sam2=build_sam2,
+                           SAM2ImagePredictor=SAM2ImagePredictor)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'auto' -> 'cuda' if available, else 'mps' if available, else 'cpu'; checks explicit ones.
+
+    Raises
+    ------
+    ValueError
+        If ``device`` is unknown or not available on this machine.
+    """
+    if device not in ("auto", "cpu", "cuda", "mps"):
+        raise ValueError(f"device must be one of auto, cpu, cuda, mps; got {device!r}")
+    torch = import_sam2(device).torch
+    has_cuda = torch.cuda.is_available()
+    has_mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if device == "auto":
+        return "cuda" if has_cuda else "mps" if has_mps else "cpu"
+    if device == "cuda" and not has_cuda:
+        raise ValueError("device 'cuda' requested but torch sees no CUDA GPU; use --device cpu")
+    if device == "mps" and not has_mps:
+        raise ValueError("device 'mps' requested but torch's MPS backend is not available")
+    return device
+
+
+def _check_model_name(model: str) -> tuple[str, str, float]:
+    if model not in MODELS:
+        raise ValueError(f"unknown SAM2 model {model!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[model]
+
+
+def build_sam2_model(model: str = "tiny", *, device: str = "cpu"):
+    """Build a SAM2.1 model from the package config with random (untrained) weights.
+
+    Used by tests and benchmarks (compute does not depend on the weights' values) and as the
+    first step of :func:`load_sam2_model`.
+    """
+    cfg, _, _ = _check_model_name(model)
+    mods = import_sam2(device)
+    return mods.build_sam2(cfg, ckpt_path=None, device=device)
+
+
+def _read_state_dict(path: Path, model: str):
+    """torch.load the checkpoint's state dict with weights_only=True and clear errors."""
+    torch = import_sam2().torch
+    _, file_name, params_m = _check_model_name(model)
+    if not path.is_file():
+        raise CheckpointError(f"SAM2 checkpoint {path} does not exist. "
+                              + DOWNLOAD_HINT.format(file=file_name))
+    size = path.stat().st_size
+    if path.name in {v[1] for v in MODELS.values()}:
+        expected_model = next(k for k, v in MODELS.items() if v[1] == path.name)
+        min_size = int(MODELS[expected_model][2] * 1e6 * 4 * 0.97)  # float32 parameters
+        if size < min_size:
+            raise CheckpointError(
+                f"SAM2 checkpoint {path} is truncated: {size:,} bytes, but a complete "
+                f"{path.name} holds at least {min_size:,}. Delete it and download it again. "
+                + DOWNLOAD_HINT.format(file=path.name)
+            )
+    try:
+        payload = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # zip errors, unpickling errors, EOF...
+        raise CheckpointError(
+            f"could not read SAM2 checkpoint {path} ({size:,} bytes): the file is truncated, "
+            f"corrupted or not a PyTorch checkpoint ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}). Delete it and download it again. "
+            + DOWNLOAD_HINT.format(file=file_name)
+        ) from exc
+    state = payload.get("model") if isinstance(payload, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"{path} is not a SAM2 checkpoint: expected a dict with a 'model' state dict, got "
+            f"{type(payload).__name__}"
+            + (f" with keys {sorted(payload)[:5]}" if isinstance(payload, dict) else "")
+        )
+    return state
+
+
+def load_sam2_model(model: str = "tiny", checkpoint: str | os.PathLike | None = None, *,
+                    device: str = "auto"):
+    """Build SAM2.1 ``model`` and load its checkpoint safely.
+
+    Parameters
+    ----------
+    model : {'tiny', 'small', 'base_plus', 'large'}
+    checkpoint : path-like
+        The ``.pt`` file (``torch.load(..., weights_only=True)``: no code is unpickled).
+    device : str
+        'auto', 'cpu', 'cuda' or 'mps'.
+
+    Returns
+    -------
+    torch.nn.Module
+        The model in eval mode on the resolved device.
+
+    Raises
+    ------
+    CheckpointError
+        If the file is missing, truncated, corrupted or holds another model's weights; the
+        message names the file and says what to do.
+    """
+    if checkpoint is None:
+        raise CheckpointError("no SAM2 checkpoint given. "
+                              + DOWNLOAD_HINT.format(file=MODELS[model][1]))
+    path = Path(checkpoint).expanduser()
+    dev = resolve_device(device)
+    state = _read_state_dict(path, model)
+    sam = build_sam2_model(model, device="cpu")
+    own = sam.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong_shape = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong_shape:
+        detail = "; ".join(
+            f"{what}: {len(keys)} (e.g. {keys[0]})"
+            for what, keys in (("missing", missing), ("unexpected", unexpected),
+                               ("wrong shape", wrong_shape)) if keys
+        )
+        others = [k for k, v in MODELS.items() if v[1] == path.name and k != model]
+        hint = (f" The file name suggests model {others[0]!r}: pass --model {others[0]}."
+                if others else "")
+        raise CheckpointError(
+            f"{path} does not hold SAM2.1 {model!r} weights ({detail}).{hint} Use the checkpoint "
+            f"that matches --model ({MODELS[model][1]})."
+        )
+    sam.load_state_dict(state, strict=True)
+    sam = sam.to(dev)
+    sam.eval()
+    logger.info("loaded SAM2.1 %s from %s on %s", model, path, dev)
+    return sam
+
+
+def _model_fingerprint(sam) -> str:
+    """A cheap fingerprint of a model's weights (names, shapes and first values of every tensor)."""
+    h = hashlib.sha256()
+    for name, tensor in sam.state_dict().items():
+        h.update(name.encode())
+        h.update(str(tuple(tensor.shape)).encode())
+        flat = tensor.detach().reshape(-1)[:16].float().cpu().numpy()
+        h.update(flat.tobytes())
+    return h.hexdigest()[:24]
+
+
+def _image_digest(image: np.ndarray) -> str:
+    arr = np.ascontiguousarray(image)
+    h = hashlib.sha256()
+    h.update(f"{arr.shape}|{arr.dtype.str}|".encode())
+    h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()
+
+
+def _shrink_to(rgb: np.ndarray, side: int) -> np.ndarray:
+    """Box-filter resize of a large uint8 RGB image to (side, side), without float copies."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(rgb).resize((side, side), Image.Resampling.BOX))
+
+
+
+class _FastDecoder:
+    """SAM2's mask decoder with the prompt-independent image work done once per image.
+
+    ``MaskDecoder.predict_masks`` recomputes, for every prompt, projections of the image tokens
+    that do not depend on the prompt: in the first two-way attention block the image keys are the
+    image embedding plus the constant "no mask" embedding, so the token-to-image keys and values
+    and the image-to-token queries are the same for every prompt (about a quarter of the decoder's
+    work). They are computed once here; the rest runs SAM2's own modules unchanged. The result
+    equals ``sam_mask_decoder(..., multimask_output=True)`` up to float rounding (tested).
+    """
+
+    def __init__(self, sam, features: dict):
+        torch = import_sam2().torch
+        self._torch = torch
+        self._F = torch.nn.functional
+        self.dec = dec = sam.sam_mask_decoder
+        pe = sam.sam_prompt_encoder.get_dense_pe()
+        dense = sam.sam_prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        embed = features["image_embed"]
+        self.shape = embed.shape  # (1, C, h, w)
+        self.src0 = (embed + dense).flatten(2).permute(0, 2, 1)  # (1, HW, C)
+        self.pe = pe.flatten(2).permute(0, 2, 1)
+        self.high = features["high_res_feats"]
+        first = dec.transformer.layers[0]
+        keys_pe = self.src0 + self.pe
+        t2i = first.cross_attn_token_to_image
+        i2t = first.cross_attn_image_to_token
+        self.k1 = t2i._separate_heads(t2i.k_proj(keys_pe), t2i.num_heads)
+        self.v1 = t2i._separate_heads(t2i.v_proj(self.src0), t2i.num_heads)
+        self.q1 = i2t._separate_heads(i2t.q_proj(keys_pe), i2t.num_heads)
+        if dec.pred_obj_scores:
+            self.out_tokens = torch.cat(
+                [dec.obj_score_token.weight, dec.iou_token.weight, dec.mask_tokens.weight])
+            self.s = 1
+        else:
+            self.out_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight])
+            self.s = 0
+
+    def __call__(self, sparse):
+        """(B, T, C) sparse prompt embeddings -> (B, 3, 256, 256) logits, (B, 3) IoUs."""
+        F, torch = self._F, self._torch
+        dec = self.dec
+        tr = dec.transformer
+        first = tr.layers[0]
+        b = sparse.shape[0]
+        tokens = torch.cat([self.out_tokens.unsqueeze(0).expand(b, -1, -1), sparse], dim=1)
+        # first block (skip_first_layer_pe): self-attention of the tokens
+        queries = first.norm1(first.self_attn(q=tokens, k=tokens, v=tokens))
+        # tokens -> image, with the cached keys / values (all B x T queries in one batch)
+        t2i = first.cross_attn_token_to_image
+        q = t2i.q_proj(queries + tokens)  # (B, T, D)
+        n_t = q.shape[1]
+        qh = t2i._separate_heads(q.reshape(1, b * n_t, -1), t2i.num_heads)
+        out = F.scaled_dot_product_attention(qh, self.k1, self.v1)
+        out = t2i.out_proj(t2i._recombine_heads(out)).reshape(b, n_t, -1)
+        queries = first.norm2(queries + out)
+        queries = first.norm3(queries + first.mlp(queries))
+        # image -> tokens, with the cached image queries
+        i2t = first.cross_attn_image_to_token
+        kh = i2t._separate_heads(i2t.k_proj(queries + tokens), i2t.num_heads)
+        vh = i2t._separate_heads(i2t.v_proj(queries), i2t.num_heads)
+        out = F.scaled_dot_product_attention(self.q1.expand(b, -1, -1, -1), kh, vh)
+        out = i2t.out_proj(i2t._recombine_heads(out))
+        keys = first.norm4(self.src0 + out)
+        for layer in tr.layers[1:]:
+            queries, keys = layer(queries=queries, keys=keys, query_pe=tokens, key_pe=self.pe)
+        attn = tr.final_attn_token_to_image(q=queries + tokens, k=keys + self.pe, v=keys)
+        hs = tr.norm_final_attn(queries + attn)
+        # mask_decoder.predict_masks, from the transformer on
+        s = self.s
+        iou_token_out = hs[:, s, :]
+        mask_tokens_out = hs[:, s + 1:s + 1 + dec.num_mask_tokens, :]
+        _, c, h, w = self.shape
+        src = keys.transpose(1, 2).reshape(b, c, h, w)
+        if dec.use_high_res_features:
+            dc1, ln1, act1, dc2, act2 = dec.output_upscaling
+            feat_s0, feat_s1 = self.high
+            up = act1(ln1(dc1(src) + feat_s1))
+            up = act2(dc2(up) + feat_s0)
+        else:
+            up = dec.output_upscaling(src)
+        hyper = torch.stack([mlp(mask_tokens_out[:, i, :])
+                             for i, mlp in enumerate(dec.output_hypernetworks_mlps)], dim=1)
+        _, cu, hu, wu = up.shape
+        masks = (hyper @ up.reshape(b, cu, hu * wu)).reshape(b, -1, hu, wu)
+        iou = dec.iou_prediction_head(iou_token_out)
+        return masks[:, 1:], iou[:, 1:]  # multimask output: the three ambiguity masks
+
+
+class SAM2Proposer:
+    """SAM2.1 image predictor behind the :class:`~napari_sseg.backends.base.MaskProposer` interface.
+
+    Parameters
+    ----------
+    model : {'tiny', 'small', 'base_plus', 'large'}
+    checkpoint : path-like, optional
+        Checkpoint to load. Required unless ``sam_model`` is given.
+    device : str
+        'auto' (CUDA, then MPS, then CPU), 'cpu', 'cuda' or 'mps'.
+    cache_dir : path-like, optional
+        Folder for image embeddings on disk (created if needed).
+    sam_model : torch.nn.Module, optional
+        An already built SAM2 model (tests and benchmarks use random-weight models).
+    batch_size : int
+        Prompts decoded together in one mask-decoder call.
+    memory_cache : int
+        Embeddings kept in memory.
+    fast_decoder : bool
+        Decode with the prompt-independent image work done once per image (same results as
+        SAM2's mask decoder up to float rounding); False calls ``sam_mask_decoder`` as is.
+    """
+
+    def __init__(
+        self,
+        model: str = "tiny",
+        *,
+        checkpoint: str | os.PathLike | None = None,
+        device: str = "auto",
+        cache_dir: str | os.PathLike | None = None,
+        sam_model=None,
+        batch_size: int = 4,
+        memory_cache: int = 4,
+        fast_decoder: bool = True,
+    ) -> None:
+        _check_model_name(model)
+        self._mods = import_sam2(device)
+        if sam_model is None:
+            sam_model = load_sam2_model(model, checkpoint, device=device)
+            weights = f"{Path(checkpoint).name}:{Path(checkpoint).stat().st_size}"
+        else:
+            weights = "in-memory"
+        self.model_name = model
+        self.sam = sam_model
+        self.device = str(next(sam_model.parameters()).device.type)
+        self.batch_size = max(1, int(batch_size))
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
+        self._weights_id = f"{weights}:{_model_fingerprint(sam_model)}"
+        self._memory: OrderedDict[str, dict] = OrderedDict()
+        self._memory_size = max(1, int(memory_cache))
+        self.fast_decoder = bool(fast_decoder)
+        self._decoder: _FastDecoder | None = None
+        self._features: dict | None = None
+        self._image_shape: tuple[int, int] | None = None
+        #: where the last embedding came from: 'computed', 'memory' or 'disk'
+        self.embedding_source: str | None = None
+        ckpt = (f", checkpoint {checkpoint}" if checkpoint is not None
+                else ", weights given in memory")
+        self.name = f"sam2.1 {model} on {self.device}{ckpt}"
+
+    # -- embedding -------------------------------------------------------------------------
+    def embedding_key(self, image: np.ndarray) -> dict:
+        """The fields that identify an image embedding (checked when a cached one is loaded)."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        from .. import __version__
+
+        try:
+            sam2_version = version("sam2")
+        except PackageNotFoundError:  # pragma: no cover
+            sam2_version = "unknown"
+        return {
+            "format": _CACHE_FORMAT,
+            "image": _image_digest(image),
+            "model": self.model_name,
+            "weights": self._weights_id,
+            "napari_sseg": __version__,
+            "sam2": sam2_version,
+        }
+
+    def _key_string(self, key: dict) -> str:
+        return json.dumps(key, sort_keys=True)
+
+    def set_image(self, image: np.ndarray) -> None:
+        """Embed ``image`` ((M, N) or (M, N, C), any dtype), from the caches when possible."""
+        from ..core.image import to_rgb_uint8
+
+        arr = np.asarray(image)
+        rgb = to_rgb_uint8(arr)
+        key = self.embedding_key(arr)
+        skey = self._key_string(key)
+        shape = (int(rgb.shape[0]), int(rgb.shape[1]))
+        if skey in self._memory:
+            self._memory.move_to_end(skey)
+            self._use(self._memory[skey], shape)
+            self.embedding_source = "memory"
+            return
+        feats = self._load_disk(skey)
+        if feats is not None:
+            self.embedding_source = "disk"
+        else:
+            feats = self._compute(rgb)
+            self.embedding_source = "computed"
+            self._save_disk(skey, feats)
+        self._memory[skey] = feats
+        while len(self._memory) > self._memory_size:
+            self._memory.popitem(last=False)
+        self._use(feats, shape)
+
+    def _use(self, feats: dict, shape: tuple[int, int]) -> None:
+        self._features, self._image_shape = feats, shape
+        self._decoder = None
+        if self.fast_decoder:
+            torch = self._mods.torch
+            with torch.inference_mode(), self._autocast():
+                self._decoder = _FastDecoder(self.sam, feats)
+
+    def _autocast(self):
+        torch = self._mods.torch
+        if self.device == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _compute(self, rgb: np.ndarray) -> dict:
+        torch = self._mods.torch
+        side = int(self.sam.image_size)
+        if max(rgb.shape[:2]) > MAX_DIRECT_SIDE:
+            rgb = _shrink_to(rgb, side)
+        predictor = self._mods.SAM2ImagePredictor(self.sam)
+        with torch.inference_mode(), self._autocast():
+            predictor.set_image(rgb)
+            feats = predictor._features  # sam2 1.1.0: {"image_embed", "high_res_feats"}
+            # contiguous copies: the same memory layout as embeddings loaded from the disk
+            # cache, so that both decode to bit-identical logits
+            fmt = torch.contiguous_format
+            out = {
+                "image_embed": feats["image_embed"].detach().clone(memory_format=fmt),
+                "high_res_feats": [f.detach().clone(memory_format=fmt)
+                                   for f in feats["high_res_feats"]],
+            }
+        predictor.reset_predictor()
+        return out
+
+    def _cache_path(self, skey: str) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        name = hashlib.sha256(skey.encode()).hexdigest()[:32]
+        return self.cache_dir / f"sam2-embedding-{name}.npz"
+
+    def _load_disk(self, skey: str) -> dict | None:
+        path = self._cache_path(skey)
+        if path is None or not path.is_file():
+            return None
+        torch = self._mods.torch
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                stored = str(data["key"])
+                if stored != skey:
+                    logger.info("embedding cache %s is stale (key differs): recomputing", path)
+                    return None
+                embed = data["image_embed"]
+                hr = [data["high_res_0"], data["high_res_1"]]
+        except Exception as exc:  # damaged file: recompute and overwrite
+            logger.warning("embedding cache %s is unreadable (%s): recomputing", path, exc)
+            return None
+        dev = next(self.sam.parameters()).device
+        return {
+            "image_embed": torch.from_numpy(embed).to(dev),
+            "high_res_feats": [torch.from_numpy(h).to(dev) for h in hr],
+        }
+
+    def _save_disk(self, skey: str, feats: dict) -> None:
+        path = self._cache_path(skey)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {
+            "key": np.array(skey),
+            "image_embed": feats["image_embed"].float().cpu().numpy(),
+            "high_res_0": feats["high_res_feats"][0].float().cpu().numpy(),
+            "high_res_1": feats["high_res_feats"][1].float().cpu().numpy(),
+        }
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    # -- decoding --------------------------------------------------------------------------
+    def prompt_coordinates(self, points_rc: np.ndarray) -> np.ndarray:
+        """(row, col) image pixels -> SAM2 model input (x, y) coordinates, shape (..., 2)."""
+        if self._image_shape is None:
+            raise RuntimeError("set_image must be called before predicting masks")
+        m, n = self._image_shape
+        side = float(self.sam.image_size)
+        rc = np.asarray(points_rc, dtype=np.float64)
+        # THE (row, col) -> (x, y) flip of napari-sseg: SAM2 wants x = column, y = row.
+        xy = rc[..., ::-1]
+        return (xy / np.array([n, m], dtype=np.float64) * side).astype(np.float32)
+
+    def predict(
+        self,
+        points_rc: np.ndarray,
+        negatives_rc: Sequence[np.ndarray] | None = None,
+    ) -> Candidates:
+        """Three candidate masks per positive point, as 256 x 256 logits and predicted IoUs.
+
+        Parameters
+        ----------
+        points_rc : (B, 2) ndarray
+            One positive click per prompt, (row, col).
+        negatives_rc : sequence of B (K_i, 2) ndarrays, optional
+            Negative clicks of each prompt, (row, col).
+
+        Returns
+        -------
+        Candidates
+            ``logits`` (B, 3, 256, 256) clamped to [-32, 32] as SAM2 does, ``iou`` (B, 3).
+        """
+        if self._features is None:
+            raise RuntimeError("set_image must be called before predicting masks")
+        torch = self._mods.torch
+        pts = np.asarray(points_rc, dtype=np.float64).reshape(-1, 2)
+        b = pts.shape[0]
+        if b == 0:
+            return Candidates(np.zeros((0, 3, 256, 256), np.float32), np.zeros((0, 3), np.float32),
+                              self._image_shape)
+        if negatives_rc is None:
+            negatives_rc = [np.zeros((0, 2))] * b
+        if len(negatives_rc) != b:
+            raise ValueError(f"need one negatives array per point: {len(negatives_rc)} for {b}")
+        negs = [np.asarray(g, dtype=np.float64).reshape(-1, 2) for g in negatives_rc]
+        # SAM2 does not mask padding ("not a point") tokens out of attention, so prompts are
+        # batched only with prompts of the same length: results equal one-by-one decoding.
+        counts = np.array([g.shape[0] for g in negs])
+        dev = next(self.sam.parameters()).device
+        embed = self._features["image_embed"]
+        high = self._features["high_res_feats"]
+        logits_out: np.ndarray | None = None
+        iou_out = np.empty((b, 3), dtype=np.float32)
+        with torch.inference_mode(), self._autocast():
+            image_pe = self.sam.sam_prompt_encoder.get_dense_pe()
+            for k in np.unique(counts):
+                members = np.flatnonzero(counts == k)
+                rc = np.empty((members.size, 1 + k, 2))
+                rc[:, 0] = pts[members]
+                for row, i in enumerate(members):
+                    rc[row, 1:] = negs[i]
+                labels = np.zeros((members.size, 1 + k), dtype=np.int32)
+                labels[:, 0] = 1
+                coords = self.prompt_coordinates(rc)
+                for start in range(0, members.size, self.batch_size):
+                    stop = min(members.size, start + self.batch_size)
+                    c = torch.as_tensor(coords[start:stop], device=dev)
+                    lab = torch.as_tensor(labels[start:stop], device=dev)
+                    sparse, dense = self.sam.sam_prompt_encoder(points=(c, lab), boxes=None,
+                                                                masks=None)
+                    if self._decoder is not None:
+                        low, iou = self._decoder(sparse)
+                    else:
+                        low, iou, _, _ = self.sam.sam_mask_decoder(
+                            image_embeddings=embed,
+                            image_pe=image_pe,
+                            sparse_prompt_embeddings=sparse,
+                            dense_prompt_embeddings=dense,
+                            multimask_output=True,
+                            repeat_image=(stop - start) > 1,
+                            high_res_features=high,
+                        )
+                    low = torch.clamp(low.float(), -32.0, 32.0)
+                    if logits_out is None:
+                        logits_out = np.empty((b, *low.shape[1:]), dtype=np.float32)
+                    logits_out[members[start:stop]] = low.cpu().numpy()
+                    iou_out[members[start:stop]] = iou.float().cpu().numpy()
+        return Candidates(logits=logits_out, iou=iou_out, image_shape=self._image_shape)
