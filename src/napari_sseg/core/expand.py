@@ -1,13 +1,22 @@
 """Weight-free expansion: class points (and optionally already-decided pixels) to dense labels.
 
-The image is segmented into superpixels at a working resolution (maskSLIC inside the region still
-to be labelled). Superpixels holding points, and connected regions already decided (for example by
-SAM2 masks), are seeds of a graph whose edges join touching regions with a weight that falls with
-their colour difference. Class probabilities are propagated over that graph with a random walk
-(a Laplacian solve) regularised by a colour-space prior from the seeds, so that a region with no
-point takes the class of the seeds it is connected to by similar-looking paths, or failing that the
-class of the seeds it looks most like. Probabilities are brought back to full resolution and the
-winning class and its probability (the confidence) are returned.
+The image is block-averaged to a working resolution and segmented into superpixels (maskSLIC
+inside the region still to be labelled). Two experts then score every class:
+
+* **spatial**: superpixels holding points, and connected regions already decided (for example by
+  SAM2 masks), seed a graph of touching superpixels whose edge cost adds the centroid step and
+  the colour difference. The geodesic distance to the nearest seed of each class gives a softmin
+  class distribution, so a region takes the class of the seeds it reaches along similar-looking
+  paths.
+* **appearance**: a shrunk linear discriminant (LDA) on pixel colour and texture features,
+  fitted to the pixels at the points (and alternatively to the whole superpixels they seed).
+
+The experts are combined as a weighted product. The weights (and which appearance model) are
+chosen per image by cross-validation over the labelled points themselves: each fold of points is
+predicted from the others, and the combination with the best class-balanced held-out accuracy
+wins. Thin structures (membranes in EM) thus rely on appearance, large textured objects (coral)
+on the graph. Probabilities are brought back to full resolution in strips; the winning class and
+its probability (the confidence) are returned. Only the points (and ``known`` pixels) are used.
 """
 
 from __future__ import annotations
@@ -17,8 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import sparse
-from scipy.sparse.linalg import spsolve
 
+from .appearance import fit_lda, pixel_features
 from .image import normalized_float
 from .points import PointSet
 from .progress import Progress, run_generator
@@ -65,17 +74,24 @@ class ExpandOptions:
         Mean superpixel area in working-resolution pixels.
     compactness : float
         SLIC compactness on the CIELAB-like scale.
-    edge_beta : float
-        Sharpness of the colour-difference edge weights.
-    prior_weight : float
-        Weight of the colour-space prior relative to the graph edges.
+    colour_weight : float
+        Weight of colour difference against spatial step in the region graph's edge cost.
+    cv_folds : int
+        Folds of the cross-validation that picks the expert weights.
+    spatial_weights, appearance_weights : tuple of float
+        Candidate weights of the two experts (the spatial one acts as an inverse temperature).
+    default_weights : (float, float, int)
+        Spatial weight, appearance weight and appearance model used with fewer than 6 points.
     """
 
     max_work_pixels: int = 400_000
     superpixel_size: float = 150.0
     compactness: float = 10.0
-    edge_beta: float = 4.0
-    prior_weight: float = 0.02
+    colour_weight: float = 3.0
+    cv_folds: int = 5
+    spatial_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)
+    appearance_weights: tuple[float, ...] = (0.0, 0.5, 1.0)
+    default_weights: tuple[float, float, int] = (1.0, 0.5, 0)
 
 
 def label_dtype(max_label: int) -> np.dtype:
@@ -189,17 +205,47 @@ def iter_expand(
     pr = np.minimum(rows // factor, h - 1)
     pc = np.minimum(cols // factor, w - 1)
     pnode = regions[pr, pc]
-    votes = np.zeros((n_nodes, classes.size))
-    ok = pnode >= 0
-    np.add.at(votes, (pnode[ok], class_index[ok]), 1.0)
-    seeded_by_points = votes.sum(axis=1) > 0
-    node_seed[seeded_by_points] = votes[seeded_by_points].argmax(axis=1)
-
     means = region_means(regions, feats, n_nodes)
-    probs = _propagate(regions, n_nodes, means, node_seed, classes.size, opts)
+    graph = _region_graph(regions, n_nodes, means, opts)
+    pixfeat = pixel_features(feats)
+    known_node_seed = node_seed.copy()
+    known_index = None
+    if known_small is not None:
+        known_index = np.full(known_small.shape, -1, dtype=np.int64)
+        dec = known_small >= 0
+        known_index[dec] = np.searchsorted(classes, known_small[dec])
+
+    def experts(keep: np.ndarray):
+        """Spatial log-probabilities per node and appearance models, from the kept points.
+
+        Two appearance models are fitted: one on the pixels right at the points, one on all
+        pixels of the regions the points seed (robust class statistics where classes are
+        textured, wrong where a superpixel straddles thin structures); cross-validation picks.
+        """
+        seeds = known_node_seed.copy()
+        votes = np.zeros((n_nodes, classes.size))
+        np.add.at(votes, (pnode[keep], class_index[keep]), 1.0)
+        has = votes.sum(axis=1) > 0
+        seeds[has] = votes[has].argmax(axis=1)
+        spatial = _geodesic_logp(graph, seeds, classes.size)
+        models = []
+        for decided in (known_index, np.where(seeds >= 0, seeds, -1)[regions]):
+            xs, ys = _training_pixels(pixfeat, pr[keep], pc[keep], class_index[keep], decided)
+            models.append(fit_lda(xs, ys, classes.size) if len(np.unique(ys)) > 1 else None)
+        return spatial, models
+
+    weights = _choose_weights(experts, pixfeat, regions, pr, pc, class_index, classes.size, opts)
+    spatial, models = experts(np.ones(len(points), dtype=bool))
+    logp = weights[0] * spatial[regions]
+    model = models[weights[2]]
+    if model is not None and weights[1] > 0:
+        logp += weights[1] * model.log_proba(pixfeat)
+    logp -= logp.max(axis=2, keepdims=True)
+    pmap = np.exp(logp, out=logp)
+    pmap /= pmap.sum(axis=2, keepdims=True)
     yield Progress(3, total, "assembling labels")
 
-    labels, confidence = _assemble(probs, regions, classes, factor, (m, n))
+    labels, confidence = _assemble(pmap, classes, factor, (m, n))
     if known is not None:
         dec = known >= 0
         labels[dec] = known[dec]
@@ -210,84 +256,131 @@ def iter_expand(
         labels=labels,
         confidence=confidence,
         info={"method": "superpixel-graph", "work_factor": factor, "superpixels": n_sp,
-              "classes": classes.tolist()},
+              "classes": classes.tolist(), "weights": list(weights)},
     )
 
 
-def _propagate(
-    regions: np.ndarray,
-    n_nodes: int,
-    means: np.ndarray,
-    node_seed: np.ndarray,
-    n_classes: int,
-    opts: ExpandOptions,
-) -> np.ndarray:
-    """Random walk with a colour prior over the region graph; returns (n_nodes, K) probabilities."""
-    seeded = node_seed >= 0
-    probs = np.zeros((n_nodes, n_classes))
-    probs[seeded, node_seed[seeded]] = 1.0
-    free = np.flatnonzero(~seeded)
-    if free.size == 0:
-        return probs
-    if n_classes == 1:
-        probs[:, 0] = 1.0
-        return probs
+def _region_graph(regions, n_nodes, means, opts):
+    """Sparse graph of touching regions; edge cost = centroid step + colour difference."""
+    a, b, _ = region_adjacency(regions, n_nodes)
+    h, w = regions.shape
+    rr, cc = np.mgrid[0:h, 0:w]
+    cen = region_means(regions, np.stack([rr, cc], axis=-1).astype(np.float32), n_nodes)
+    dsp = np.sqrt(((cen[a] - cen[b]) ** 2).sum(axis=1))
+    dsp /= max(float(np.median(dsp)), 1e-6) if dsp.size else 1.0
+    dcol = np.sqrt(((means[a] - means[b]) ** 2).sum(axis=1))
+    dcol /= max(float(np.median(dcol)), 1e-6) if dcol.size else 1.0
+    cost = dsp + opts.colour_weight * dcol + 1e-6
+    return sparse.coo_matrix((cost, (a, b)), shape=(n_nodes, n_nodes)).tocsr()
 
-    a, b, length = region_adjacency(regions, n_nodes)
-    d2 = ((means[a] - means[b]) ** 2).sum(axis=1)
-    scale = np.mean(d2) if d2.size and np.mean(d2) > 0 else 1.0
-    wgt = np.exp(-opts.edge_beta * d2 / scale) * np.sqrt(length)
-    W = sparse.coo_matrix((np.r_[wgt, wgt], (np.r_[a, b], np.r_[b, a])), shape=(n_nodes, n_nodes)).tocsr()
-    deg = np.asarray(W.sum(axis=1)).ravel()
 
-    # colour-space prior: soft nearest seeds in feature space
-    seed_idx = np.flatnonzero(seeded)
-    fd2 = ((means[free, None, :] - means[None, seed_idx, :]) ** 2).sum(axis=2)
-    fd2 -= fd2.min(axis=1, keepdims=True)
-    fscale = np.median(fd2[fd2 > 0]) if np.any(fd2 > 0) else 1.0
-    kern = np.exp(-fd2 / fscale)
-    prior = np.zeros((free.size, n_classes))
+def _geodesic_logp(graph, node_seed, n_classes):
+    """Log-probabilities from geodesic distances to the nearest seed of each class."""
+    from scipy.sparse.csgraph import dijkstra
+
+    n_nodes = graph.shape[0]
+    dist = np.full((n_nodes, n_classes), np.inf)
     for k in range(n_classes):
-        cols = node_seed[seed_idx] == k
-        if cols.any():
-            prior[:, k] = kern[:, cols].max(axis=1)
-    prior /= prior.sum(axis=1, keepdims=True)
+        src = np.flatnonzero(node_seed == k)
+        if src.size:
+            dist[:, k] = dijkstra(graph, directed=False, indices=src, min_only=True)
+    finite = np.isfinite(dist)
+    big = (dist[finite].max() if finite.any() else 0.0) + 50.0
+    dist[~finite] = big
+    logits = -(dist - dist.min(axis=1, keepdims=True))
+    return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
 
-    gamma = opts.prior_weight * (np.median(deg[deg > 0]) if np.any(deg > 0) else 1.0)
-    L = sparse.diags(deg) - W
-    Luu = L[free][:, free] + sparse.identity(free.size) * gamma
-    rhs = -(L[free][:, seed_idx] @ probs[seed_idx]) + gamma * prior
-    sol = spsolve(Luu.tocsc(), rhs)
-    sol = np.asarray(sol).reshape(free.size, n_classes)
-    sol = np.clip(sol, 0, None)
-    sol /= np.maximum(sol.sum(axis=1, keepdims=True), 1e-12)
-    probs[free] = sol
-    return probs
+
+def _training_pixels(pixfeat, pr, pc, ci, decided, *, per_class=2000):
+    """Feature rows under each point and its 8 neighbours, plus a sample of decided pixels.
+
+    ``decided`` is a class-index image (-1 undecided) or None.
+    """
+    h, w = pixfeat.shape[:2]
+    offs = np.array([(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)])
+    rr = np.clip(pr[:, None] + offs[None, :, 0], 0, h - 1).ravel()
+    cc = np.clip(pc[:, None] + offs[None, :, 1], 0, w - 1).ravel()
+    xs = [pixfeat[rr, cc]]
+    ys = [np.repeat(ci, len(offs))]
+    if decided is not None:
+        flat = decided.ravel()
+        sel = np.flatnonzero(flat >= 0)
+        if sel.size:
+            rng = np.random.default_rng(0)
+            n_classes = int(flat.max()) + 1
+            counts = np.bincount(flat[sel], minlength=n_classes)
+            # equal-sized random sample per class, at most ``per_class`` each
+            keep_prob = np.minimum(1.0, per_class / np.maximum(counts, 1))[flat[sel]]
+            sel = sel[rng.random(sel.size) < keep_prob]
+            xs.append(pixfeat.reshape(-1, pixfeat.shape[2])[sel])
+            ys.append(flat[sel])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _choose_weights(experts, pixfeat, regions, pr, pc, ci, n_classes, opts):
+    """Pick the mixing weights of the spatial and appearance experts by cross-validation.
+
+    The labelled points are split into folds; each fold is predicted from the others. The
+    combination (spatial weight, appearance weight, appearance model) with the best
+    class-balanced held-out accuracy wins; ties go to the higher held-out likelihood.
+    """
+    n = len(ci)
+    if n < 6 or n_classes < 2:
+        return opts.default_weights
+    rng = np.random.default_rng(12345)
+    folds = rng.permutation(n) % min(opts.cv_folds, n)
+    held_sp = np.zeros((n, n_classes))
+    held_app = np.zeros((2, n, n_classes))
+    for f in np.unique(folds):
+        test = folds == f
+        spatial, models = experts(~test)
+        held_sp[test] = spatial[regions[pr[test], pc[test]]]
+        for j, model in enumerate(models):
+            if model is not None:
+                held_app[j, test] = model.log_proba(pixfeat[pr[test], pc[test]])
+    best, best_key = opts.default_weights, None
+    counts = np.bincount(ci, minlength=n_classes).astype(np.float64)
+    for wsp in opts.spatial_weights:
+        for wap in opts.appearance_weights:
+            for j in range(2 if wap > 0 else 1):
+                if wsp == 0 and wap == 0:
+                    continue
+                z = wsp * held_sp + wap * held_app[j]
+                z -= z.max(axis=1, keepdims=True)
+                logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+                hit = (z.argmax(axis=1) == ci).astype(np.float64)
+                bacc = np.sum(hit / counts[ci]) / np.count_nonzero(counts)
+                ll = np.mean(np.maximum(logp[np.arange(n), ci], -10))
+                key = (round(bacc, 6), ll)
+                if best_key is None or key > best_key:
+                    best, best_key = (wsp, wap, j), key
+    return best
 
 
 def _assemble(
-    probs: np.ndarray,
-    regions: np.ndarray,
+    pmap: np.ndarray,
     classes: np.ndarray,
     factor: int,
     shape: tuple[int, int],
     *,
     strip_rows: int = 1024,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Full-resolution labels and confidence from per-region probabilities (tiled in row strips)."""
+    """Full-resolution labels and confidence from working-resolution class probabilities.
+
+    Probabilities are bilinearly interpolated one strip of output rows at a time, so memory
+    stays bounded for very large images.
+    """
     m, n = shape
-    h, w = regions.shape
+    h, w = pmap.shape[:2]
     dtype = label_dtype(int(classes.max()))
     labels = np.empty((m, n), dtype=dtype)
     confidence = np.empty((m, n), dtype=np.float32)
-    probs32 = probs.astype(np.float32)
+    pmap = pmap.astype(np.float32, copy=False)
     if factor == 1:
-        idx = np.argmax(probs32, axis=1)
-        labels[:] = classes[idx][regions]
-        confidence[:] = probs32.max(axis=1)[regions]
+        idx = np.argmax(pmap, axis=2)
+        labels[:] = classes[idx]
+        confidence[:] = np.take_along_axis(pmap, idx[:, :, None], axis=2)[:, :, 0]
         return labels, confidence
-    # bilinear interpolation of the class probability maps, one strip of output rows at a time
-    pmap = probs32[regions]  # (h, w, K)
     cc = (np.arange(n) + 0.5) / factor - 0.5
     c0 = np.clip(np.floor(cc).astype(np.int64), 0, w - 1)
     c1 = np.clip(c0 + 1, 0, w - 1)

@@ -31,15 +31,25 @@ def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
     return image.reshape(shape).mean(axis=(1, 3), dtype=np.float32)
 
 
-def colour_features(image: np.ndarray) -> np.ndarray:
+def colour_features(image: np.ndarray, *, contrast: float = 20.0) -> np.ndarray:
     """Perceptual features of a (M, N, C) float image in [0, 1], roughly on a 0..100 scale.
 
     Three channels are treated as RGB and converted to CIELAB; other channel counts are scaled
-    to 0..100 as they are.
+    to 0..100 as they are. The result is then scaled so that its total standard deviation is
+    ``contrast``, which makes SLIC's compactness mean the same thing on every image.
     """
     if image.shape[2] == 3:
-        return rgb2lab(np.clip(image, 0, 1)).astype(np.float32)
-    return (image * np.float32(100)).astype(np.float32)
+        feats = rgb2lab(np.clip(image, 0, 1)).astype(np.float32)
+    else:
+        feats = (image * np.float32(100)).astype(np.float32)
+    # Dark or low-contrast images (underwater photos, faint micrographs) would make SLIC's
+    # compactness dominate and yield a square grid: stretch the features to a common contrast.
+    step = max(1, feats.shape[0] * feats.shape[1] // 100_000)
+    sample = feats.reshape(-1, feats.shape[2])[::step]
+    spread = float(np.sqrt((sample.var(axis=0)).sum()))
+    if spread > 1e-6:
+        feats *= np.float32(contrast / spread)
+    return feats
 
 
 def slic_superpixels(
