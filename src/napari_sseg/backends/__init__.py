@@ -16,7 +16,6 @@ Checkpoints are looked up, in this order (:func:`find_checkpoint`):
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import sys
 from pathlib import Path
@@ -36,7 +35,6 @@ __all__ = [
     "user_checkpoint_dir",
 ]
 
-logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "superpixel", "sam2")
 
@@ -202,7 +200,6 @@ def resolve_backend(
             desc = (f"superpixel (no SAM2.1 {model} checkpoint {file_name} found in "
                     f"--checkpoint, NAPARI_SSEG_CHECKPOINT, checkpoints/ or "
                     f"{user_checkpoint_dir()})")
-            logger.info("backend: %s", desc)
             return None, desc
         raise FileNotFoundError(
             f"--backend sam2 needs the SAM2.1 {model} checkpoint {file_name}, found nowhere "
@@ -217,6 +214,4 @@ def resolve_backend(
     from .sam2 import SAM2Proposer
 
     proposer = SAM2Proposer(model, checkpoint=path, device=device, cache_dir=cache_dir)
-    desc = f"sam2 ({proposer.name})"
-    logger.info("backend: %s", desc)
-    return proposer, desc
+    return proposer, f"sam2 ({proposer.name})"

@@ -2,21 +2,27 @@
 
 Features are colour (CIELAB for RGB) smoothed at a few scales plus texture filters of the
 luminance (gradient magnitude, Laplacian of Gaussian, Hessian eigenvalues, local standard
-deviation). A class-balanced, L2-regularised multinomial logistic regression is fitted to the
-feature vectors under and right next to each labelled point.
+deviation), optionally with wider context scales. A linear discriminant with a shrunk pooled
+covariance and equal class priors is fitted to the feature vectors under and right next to each
+labelled point (and, as an alternative, to the pixels of the regions they seed).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from scipy.optimize import minimize
 
-__all__ = ["pixel_features", "LogisticModel", "fit_logistic"]
+__all__ = ["pixel_features", "LinearModel", "fit_lda"]
 
 
-def pixel_features(colour: np.ndarray) -> np.ndarray:
+def pixel_features(colour: np.ndarray, *, context: tuple[float, ...] = ()) -> np.ndarray:
     """Per-pixel features of a (M, N, C) image on a CIELAB-like 0..100 scale.
+
+    Parameters
+    ----------
+    colour : (M, N, C) ndarray of float32
+    context : tuple of float
+        Extra, wider Gaussian scales at which the colour and the local contrast are added.
 
     Returns
     -------
@@ -40,14 +46,19 @@ def pixel_features(colour: np.ndarray) -> np.ndarray:
     root = np.sqrt(((hrr - hcc) / 2) ** 2 + hrc**2)
     feats.append(s * s * ((hrr + hcc) / 2 + root))
     feats.append(s * s * ((hrr + hcc) / 2 - root))
-    mean = ndi.gaussian_filter(lum, 3.0, truncate=3.0)
-    sq = ndi.gaussian_filter(lum * lum, 3.0, truncate=3.0)
-    feats.append(np.sqrt(np.maximum(sq - mean * mean, 0)))
+    lum2 = lum * lum
+    for s in (3.0, *context):
+        mean = ndi.gaussian_filter(lum, s, truncate=3.0)
+        sq = ndi.gaussian_filter(lum2, s, truncate=3.0)
+        feats.append(np.sqrt(np.maximum(sq - mean * mean, 0)))
+    for s in context:
+        for ch in range(c):
+            feats.append(ndi.gaussian_filter(colour[:, :, ch], s, truncate=3.0))
     return np.stack(feats, axis=-1).astype(np.float32, copy=False)
 
 
-class LogisticModel:
-    """A fitted multinomial logistic regression on standardised features."""
+class LinearModel:
+    """A linear classifier on standardised features: softmax of ``x @ weights + bias``."""
 
     def __init__(self, mean: np.ndarray, scale: np.ndarray, weights: np.ndarray, bias: np.ndarray):
         self.mean = mean
@@ -56,16 +67,22 @@ class LogisticModel:
         self.bias = bias
 
     def log_proba(self, x: np.ndarray) -> np.ndarray:
-        """Log class probabilities of feature rows ``x`` (..., F) -> (..., K)."""
+        """Log class probabilities of feature rows ``x`` (..., F) -> (..., K).
+
+        Only the first ``F`` columns (as many as the model was fitted on) are used, so a model
+        fitted on the base features accepts rows that also carry context features.
+        """
+        x = x[..., : self.mean.size]
         z = ((x - self.mean) / self.scale) @ self.weights + self.bias
         z -= z.max(axis=-1, keepdims=True)
         return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-def fit_logistic(
-    x: np.ndarray, y: np.ndarray, n_classes: int, *, l2: float = 1.0
-) -> LogisticModel:
-    """Fit a class-balanced L2-regularised multinomial logistic regression.
+def fit_lda(x: np.ndarray, y: np.ndarray, n_classes: int, *, shrinkage: float = 0.3) -> LinearModel:
+    """Linear discriminant analysis with a shrunk shared covariance and equal class priors.
+
+    Closed form, so fitting is cheap enough to repeat for cross-validation. Returned as a
+    :class:`LinearModel` (the LDA posterior is a softmax of linear functions).
 
     Parameters
     ----------
@@ -74,47 +91,8 @@ def fit_logistic(
     y : (S,) ndarray of int
         Class index of each row in ``0..n_classes-1``.
     n_classes : int
-    l2 : float
-        Strength of the L2 penalty on the weights (per sample-weight unit).
-    """
-    x = np.asarray(x, dtype=np.float64)
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale[scale < 1e-6] = 1.0
-    xs = (x - mean) / scale
-    s, f = xs.shape
-    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    present = counts > 0
-    sw = np.where(present, 1.0 / np.maximum(counts, 1), 0.0)[y]
-    sw *= present.sum() / sw.sum() if sw.sum() > 0 else 1.0
-    onehot = np.zeros((s, n_classes))
-    onehot[np.arange(s), y] = 1.0
-    lam = l2 * present.sum()
-
-    def loss(theta):
-        wb = theta.reshape(f + 1, n_classes)
-        z = xs @ wb[:f] + wb[f]
-        z -= z.max(axis=1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        val = -(sw * (onehot * logp).sum(axis=1)).sum() + 0.5 * lam * (wb[:f] ** 2).sum()
-        grad_z = (np.exp(logp) - onehot) * sw[:, None]
-        g = np.vstack([xs.T @ grad_z + lam * wb[:f], grad_z.sum(axis=0)])
-        return val, g.ravel()
-
-    theta0 = np.zeros((f + 1) * n_classes)
-    res = minimize(loss, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 200})
-    wb = res.x.reshape(f + 1, n_classes)
-    bias = wb[f].copy()
-    bias[~present] = -1e3  # classes without samples are never predicted
-    return LogisticModel(mean.astype(np.float32), scale.astype(np.float32),
-                         wb[:f].astype(np.float32), bias.astype(np.float32))
-
-
-def fit_lda(x: np.ndarray, y: np.ndarray, n_classes: int, *, shrinkage: float = 0.3) -> LogisticModel:
-    """Linear discriminant analysis with a shrunk shared covariance and equal class priors.
-
-    Closed form, so fitting is cheap enough to repeat for cross-validation. Returned as a
-    :class:`LogisticModel` (the LDA posterior is a multinomial logistic function).
+    shrinkage : float
+        Blend of the pooled covariance with a scaled identity (0: none, 1: identity).
     """
     x = np.asarray(x, dtype=np.float64)
     mean = x.mean(axis=0)
@@ -134,5 +112,5 @@ def fit_lda(x: np.ndarray, y: np.ndarray, n_classes: int, *, shrinkage: float = 
     prec_mu = np.linalg.solve(cov, mus.T)  # (F, K)
     bias = -0.5 * np.einsum("kf,fk->k", mus, prec_mu)
     bias[~present] = -1e3
-    return LogisticModel(mean.astype(np.float32), scale.astype(np.float32),
+    return LinearModel(mean.astype(np.float32), scale.astype(np.float32),
                          prec_mu.astype(np.float32), bias.astype(np.float32))

@@ -76,6 +76,8 @@ class ExpandOptions:
         SLIC compactness on the CIELAB-like scale.
     colour_weight : float
         Weight of colour difference against spatial step in the region graph's edge cost.
+    context_scales : tuple of float
+        Wider Gaussian scales (working pixels) of the appearance features' colour context.
     cv_folds : int
         Folds of the cross-validation that picks the expert weights.
     spatial_weights, appearance_weights : tuple of float
@@ -89,6 +91,7 @@ class ExpandOptions:
     compactness: float = 10.0
     colour_weight: float = 3.0
     cv_folds: int = 5
+    context_scales: tuple[float, ...] = (8.0,)
     spatial_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)
     appearance_weights: tuple[float, ...] = (0.0, 0.5, 1.0)
     default_weights: tuple[float, float, int] = (1.0, 0.5, 0)
@@ -207,7 +210,9 @@ def iter_expand(
     pnode = regions[pr, pc]
     means = region_means(regions, feats, n_nodes)
     graph = _region_graph(regions, n_nodes, means, opts)
-    pixfeat = pixel_features(feats)
+    pixfeat = pixel_features(feats, context=opts.context_scales)
+    # context features (local contrast + every channel, per scale) come after the base ones
+    n_base = pixfeat.shape[2] - len(opts.context_scales) * (feats.shape[2] + 1)
     known_node_seed = node_seed.copy()
     known_index = None
     if known_small is not None:
@@ -229,9 +234,12 @@ def iter_expand(
         seeds[has] = votes[has].argmax(axis=1)
         spatial = _geodesic_logp(graph, seeds, classes.size)
         models = []
-        for decided in (known_index, np.where(seeds >= 0, seeds, -1)[regions]):
+        # (training pixels, features): the points' pixels with the base features; the seeded
+        # regions' pixels, plentiful enough for the wider context features too
+        for decided, n_feat in ((known_index, n_base), (np.where(seeds >= 0, seeds, -1)[regions], None)):
             xs, ys = _training_pixels(pixfeat, pr[keep], pc[keep], class_index[keep], decided)
-            models.append(fit_lda(xs, ys, classes.size) if len(np.unique(ys)) > 1 else None)
+            fitted = len(np.unique(ys)) > 1
+            models.append(fit_lda(xs[:, :n_feat], ys, classes.size) if fitted else None)
         return spatial, models
 
     weights = _choose_weights(experts, pixfeat, regions, pr, pc, class_index, classes.size, opts)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
 from skimage.color import rgb2lab
 from skimage.segmentation import slic
 
@@ -59,30 +58,32 @@ def slic_superpixels(
     compactness: float = 10.0,
     mask: np.ndarray | None = None,
 ) -> np.ndarray:
-    """SLIC (or maskSLIC when ``mask`` is given) on precomputed features.
+    """SLIC superpixels, confined to ``mask`` when one is given (maskSLIC).
 
     Parameters
     ----------
     features : (M, N, C) ndarray of float32
         Features on a CIELAB-like 0..100 scale.
     n_segments : int
-        Approximate number of superpixels over the whole image (fewer inside a mask).
+        Approximate number of superpixels over the whole image.
     compactness : float
         SLIC compactness for features on that scale.
     mask : (M, N) ndarray of bool, optional
-        Only pixels where ``mask`` is True are segmented (maskSLIC); others get 0.
+        Only pixels where ``mask`` is True are segmented; others get 0.
 
     Returns
     -------
     (M, N) ndarray of int32
         Superpixel ids starting at 1, 0 outside the mask.
+
+    Notes
+    -----
+    scikit-image's ``slic(..., mask=...)`` places its seeds with k-means over the mask, which
+    costs O(n_segments^2): 3.4 s for 1750 superpixels on a 512 x 512 image against 0.2 s for
+    plain SLIC (measured here). Superpixels confined to the mask are obtained at plain-SLIC cost
+    by segmenting the whole image and cutting every superpixel at the mask boundary into its
+    connected pieces inside the mask.
     """
-    m, n = features.shape[:2]
-    if mask is not None:
-        if not mask.any():
-            return np.zeros((m, n), dtype=np.int32)
-        frac = float(mask.mean())
-        n_segments = max(1, int(round(n_segments * frac)))
     seg = slic(
         features,
         n_segments=max(1, int(n_segments)),
@@ -90,18 +91,39 @@ def slic_superpixels(
         channel_axis=-1,
         convert2lab=False,
         start_label=1,
-        mask=mask,
         enforce_connectivity=True,
-    )
-    seg = seg.astype(np.int32, copy=False)
-    if mask is not None:
-        # maskSLIC can leave masked pixels unassigned in tiny isolated pockets: give each
-        # such pocket its own id so every masked pixel belongs to a region.
-        holes = mask & (seg == 0)
-        if holes.any():
-            pockets, count = ndi.label(holes)
-            seg[holes] = pockets[holes] + seg.max()
-    return seg
+    ).astype(np.int32, copy=False)
+    if mask is None:
+        return seg
+    if not mask.any():
+        return np.zeros(seg.shape, dtype=np.int32)
+    return _cut_at_mask(seg, mask)
+
+
+def _cut_at_mask(seg: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Zero ``seg`` outside ``mask`` and split each superpixel into its connected pieces inside."""
+    inside = np.where(mask, seg, 0)
+    # two pixels are joined when 4-adjacent, both inside and of the same superpixel
+    m, n = seg.shape
+    idx = np.arange(m * n).reshape(m, n)
+    pairs = []
+    for a, b in ((inside[:, :-1], inside[:, 1:]), (inside[:-1, :], inside[1:, :])):
+        same = (a == b) & (a > 0)
+        ia = idx[: a.shape[0], : a.shape[1]][same]
+        ib = (idx[:, 1:] if a.shape[1] < n else idx[1:, :])[same]
+        pairs.append((ia, ib))
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rows = np.concatenate([p[0] for p in pairs])
+    cols = np.concatenate([p[1] for p in pairs])
+    graph = coo_matrix((np.ones(rows.size, np.int8), (rows, cols)), shape=(m * n, m * n))
+    _, comp = connected_components(graph, directed=False)
+    out = np.zeros(m * n, dtype=np.int32)
+    flat_inside = mask.ravel()
+    _, out[flat_inside] = np.unique(comp[flat_inside], return_inverse=True)
+    out[flat_inside] += 1
+    return out.reshape(m, n)
 
 
 def relabel_sequential(seg: np.ndarray) -> tuple[np.ndarray, int]:
