@@ -131,8 +131,11 @@ def _layer_colour(layer) -> str | None:
     return str(col) if col else None
 
 
-def snapshot_expand_job(viewer, image_layer, *, channel_layers=()) -> ExpandJob:
+def snapshot_expand_job(viewer, image_layer, *, channel_layers=(), allow_empty=False) -> ExpandJob:
     """Copy what an expansion needs from the layers (main thread).
+
+    With ``allow_empty`` (suggestions for the very first clicks) an image without class points
+    gives one slice, the plane shown now, with no points.
 
     Raises
     ------
@@ -145,7 +148,7 @@ def snapshot_expand_job(viewer, image_layer, *, channel_layers=()) -> ExpandJob:
     if image_layer is None:
         raise ValueError("no image layer: open an image and pick it in the SSeg widget")
     layers = class_layers(viewer)
-    if not layers:
+    if not layers and not allow_empty:
         raise ValueError(
             "no class layers: press 'Add class' (or open a points file) and click points on the image"
         )
@@ -176,16 +179,24 @@ def snapshot_expand_job(viewer, image_layer, *, channel_layers=()) -> ExpandJob:
             )
         coords.append(pts)
         labels.append(np.full(len(pts), cid, dtype=np.int64))
-    if not coords:
+    if not coords and not allow_empty:
         raise ValueError(
             "the class layers hold no points: click at least one point of a class on the image"
         )
+    if not coords:  # no points yet: the plane shown now
+        here = np.asarray(points_to_image_data_position(viewer, image_layer), dtype=float)
+        coords = [np.zeros((0, nd))]
+        labels = [np.zeros(0, dtype=np.int64)]
+        lead_empty = np.clip(here, 0, np.asarray(spatial[: nd - 2]) - 1).astype(np.int64)
+    else:
+        lead_empty = None
     coords = np.concatenate(coords)
     labels = np.concatenate(labels)
     lead = np.floor(coords[:, : nd - 2] + 0.5).astype(np.int64)
     extra = [c.data for c in channel_layers]
     slices = []
-    for key in sorted({tuple(k) for k in lead.tolist()}):
+    keys = {tuple(k) for k in lead.tolist()} if lead_empty is None else {tuple(lead_empty.tolist())}
+    for key in sorted(keys):
         sel = np.all(lead == np.asarray(key, dtype=np.int64), axis=1) if key else np.ones(len(lead), bool)
         plane = np.array(data[key] if key else data, copy=True)
         if extra:
@@ -237,7 +248,7 @@ def suggest_steps(job: ExpandJob, cached, n_points: int, want_map: bool, seed: i
 
     sl = job.slices[0]
     expansion = cached
-    if expansion is None:
+    if expansion is None and len(sl.points):  # with no points yet, suggestions need none
         gen = iter_expand_image(sl.image, sl.points)
         while True:
             try:
@@ -625,7 +636,8 @@ class SSegWidget(QWidget):
             return
         try:
             image = self.image_layer()
-            job = snapshot_expand_job(self.viewer, image, channel_layers=self._channel_layers(image))
+            job = snapshot_expand_job(self.viewer, image, channel_layers=self._channel_layers(image),
+                                      allow_empty=True)
         except ValueError as exc:
             self._notify_error(str(exc))
             return

@@ -208,6 +208,19 @@ def test_suggest_and_assign(viewer_widget, qtbot):
     assert len(sugg.data) == 2
 
 
+def test_first_suggestions_need_no_points(viewer_widget, qtbot, two_regions):
+    viewer, widget = viewer_widget
+    viewer.add_image(two_regions((64, 80)), name="fresh")
+    widget.n_suggest.setValue(6)
+    click(qtbot, widget.suggest_btn)
+    qtbot.waitUntil(lambda: not widget.is_busy(), timeout=WAIT_MS)
+    sugg = viewer.layers["suggestions"].data
+    assert sugg.shape == (6, 2)
+    assert ((sugg >= 0) & (sugg < [64, 80])).all()
+    # exploration covers both halves of the image
+    assert (sugg[:, 1] < 40).any() and (sugg[:, 1] >= 40).any()
+
+
 def test_live_mode_reexpands_after_points_change(viewer_widget, qtbot, two_regions):
     viewer, widget = viewer_widget
     viewer.add_image(two_regions(), name="img")
