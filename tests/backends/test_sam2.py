@@ -130,6 +130,20 @@ def test_fast_decoder_equals_sams_own_mask_decoder(tiny, asym_image):
     np.testing.assert_allclose(a.iou, b.iou, atol=1e-5)
 
 
+def test_worker_threads_decode_like_the_calling_thread(tiny, asym_image):
+    threads = torch.get_num_threads()
+    parallel = SAM2Proposer("tiny", sam_model=tiny, batch_size=1, workers=2)
+    serial = SAM2Proposer("tiny", sam_model=tiny, batch_size=2, workers=1)
+    parallel.set_image(asym_image)
+    serial._use(parallel._features, parallel._image_shape)
+    pts = np.array([[10.0, 10.0], [150.0, 300.0], [190.0, 510.0], [60.0, 90.0]])
+    negs = [pts[[1, 2]], pts[[0, 2]], np.zeros((0, 2)), pts[[0, 1]]]
+    a, b = parallel.predict(pts, negs), serial.predict(pts, negs)
+    np.testing.assert_allclose(a.logits, b.logits, atol=1e-4)
+    np.testing.assert_allclose(a.iou, b.iou, atol=1e-5)
+    assert torch.get_num_threads() == threads  # the workers' single-thread setting is undone
+
+
 def test_checkpoint_round_trip_through_the_loader(tiny, checkpoint_file, monkeypatch, tmp_path):
     loaded = load_sam2_model("tiny", checkpoint_file, device="cpu")
     assert _model_fingerprint(loaded) == _model_fingerprint(tiny)

@@ -120,6 +120,22 @@ def test_candidate_swallowing_other_classes_is_rejected_or_trimmed():
     assert sample_grid(choice.logits, rows, cols, shape)[1] < 0  # the other point is out
 
 
+# 10 + 10 points: the running minimum; 150 + 150: the k-d trees
+@pytest.mark.parametrize("n_rows", [10, 150])
+def test_trim_is_the_voronoi_split_with_few_and_many_points(n_rows):
+    shape = (n_rows, 40)
+    # a column of own-class points at col 5, a column of other-class points at col 25
+    rows = np.r_[np.arange(n_rows), np.arange(n_rows)]
+    cols = np.r_[np.full(n_rows, 5), np.full(n_rows, 25)]
+    labels = np.r_[np.ones(n_rows, int), np.full(n_rows, 2)]
+    logits = np.where(rect(shape, 0, n_rows, 0, 40), 8.0, -8.0)[None]
+    choice = choose_candidate(logits, np.array([0.9], np.float32), 0, rows, cols, labels, shape,
+                              HybridOptions(min_iou=0.0))
+    assert choice.index == 0 and choice.trimmed
+    # equidistant col 15 stays with the own points, in both code paths
+    np.testing.assert_array_equal(choice.logits > 0, rect(shape, 0, n_rows, 0, 16))
+
+
 def test_negative_clicks_are_the_nearest_other_class_points():
     shape = (50, 50)
     coords = np.array([[10, 10], [10, 20], [40, 40], [30, 10], [10, 45]], float)

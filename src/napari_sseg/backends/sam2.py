@@ -12,9 +12,10 @@ What it does
 * embeds an image once (``set_image``), caching the embedding in memory and, optionally, on disk
   under a key made of a hash of the image, the model's name and weights and the package versions;
   cache files are written atomically and checked on load (a stale or damaged file is recomputed);
-* decodes prompts by calling SAM2's prompt encoder and mask decoder directly, in batches, and
-  returns the 256 x 256 low-resolution logits and predicted IoUs only: nothing is upsampled here
-  (the fusion upsamples only the masks it keeps, as bounding-box crops);
+* decodes prompts by calling SAM2's prompt encoder and a regrouped but arithmetically equal
+  version of its mask decoder (:class:`_FastDecoder`), on the CPU spread over worker threads,
+  and returns the 256 x 256 low-resolution logits and predicted IoUs only: nothing is upsampled
+  here (the fusion upsamples only the masks it keeps, as bounding-box crops);
 * images larger than 2048 pixels on a side are shrunk with a box filter to 1024 x 1024 before SAM2
   sees them (SAM2 resizes every image to 1024 x 1024 anyway), so memory stays bounded.
 """
@@ -281,14 +282,28 @@ def _shrink_to(rgb: np.ndarray, side: int) -> np.ndarray:
 
 
 class _FastDecoder:
-    """SAM2's mask decoder with the prompt-independent image work done once per image.
+    """SAM2's mask decoder regrouped for speed: same arithmetic up to float rounding.
 
-    ``MaskDecoder.predict_masks`` recomputes, for every prompt, projections of the image tokens
-    that do not depend on the prompt: in the first two-way attention block the image keys are the
-    image embedding plus the constant "no mask" embedding, so the token-to-image keys and values
-    and the image-to-token queries are the same for every prompt (about a quarter of the decoder's
-    work). They are computed once here; the rest runs SAM2's own modules unchanged. The result
-    equals ``sam_mask_decoder(..., multimask_output=True)`` up to float rounding (tested).
+    ``MaskDecoder.predict_masks`` (SAM2 1.1.0) is evaluated with these exact rewrites:
+
+    * prompt-independent image work is done once per image: in the first two-way block the image
+      keys are the image embedding plus the constant "no mask" embedding, so its token-to-image
+      keys / values and image-to-token queries are cached, as are the positional terms and the
+      high-resolution features in the layout used below (with the transposed convolutions'
+      biases folded in);
+    * attention of the few prompt tokens to the 4096 image tokens is computed without projecting
+      the image tokens: ``softmax(q (X Wk + bk)^T) (X Wv + bv) = softmax((q Wk^T) X^T) X Wv + bv``
+      (the ``q . bk`` term is constant along the softmax and cancels; softmax rows sum to one);
+    * attention of the image tokens to the prompt tokens folds the query projection into the
+      keys and the value and output projections into one (tokens x channels) matrix per head, so
+      the residual add, the output projection and the attention output are one ``baddbmm``;
+    * the 2 x 2 stride-2 transposed convolutions are matrix products on the token layout (no
+      transposes), followed by ``layer_norm`` over the channels (= SAM2's ``LayerNorm2d``) and
+      in-place GELU; only the three multimask outputs are computed (SAM2 computes a fourth mask
+      that multimask output discards).
+
+    The result equals ``sam_mask_decoder(..., multimask_output=True)`` up to float rounding
+    (tested).
     """
 
     def __init__(self, sam, features: dict):
@@ -296,20 +311,21 @@ class _FastDecoder:
         self._torch = torch
         self._F = torch.nn.functional
         self.dec = dec = sam.sam_mask_decoder
+        tr = dec.transformer
         pe = sam.sam_prompt_encoder.get_dense_pe()
         dense = sam.sam_prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
         embed = features["image_embed"]
-        self.shape = embed.shape  # (1, C, h, w)
-        self.src0 = (embed + dense).flatten(2).permute(0, 2, 1)  # (1, HW, C)
-        self.pe = pe.flatten(2).permute(0, 2, 1)
-        self.high = features["high_res_feats"]
-        first = dec.transformer.layers[0]
+        _, c, h, w = self.shape = tuple(embed.shape)  # (1, C, h, w)
+        self.src0 = (embed + dense).flatten(2).permute(0, 2, 1).contiguous()  # (1, HW, C)
+        self.pe = pe.flatten(2).permute(0, 2, 1).contiguous()
+        first = tr.layers[0]
         keys_pe = self.src0 + self.pe
         t2i = first.cross_attn_token_to_image
         i2t = first.cross_attn_image_to_token
         self.k1 = t2i._separate_heads(t2i.k_proj(keys_pe), t2i.num_heads)
         self.v1 = t2i._separate_heads(t2i.v_proj(self.src0), t2i.num_heads)
-        self.q1 = i2t._separate_heads(i2t.q_proj(keys_pe), i2t.num_heads)
+        # image -> token queries of the first block, scaled by 1 / sqrt(head dim), (HW, D)
+        self.q1 = i2t.q_proj(keys_pe)[0] * self._scale(i2t)
         if dec.pred_obj_scores:
             self.out_tokens = torch.cat(
                 [dec.obj_score_token.weight, dec.iou_token.weight, dec.mask_tokens.weight])
@@ -317,9 +333,70 @@ class _FastDecoder:
         else:
             self.out_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight])
             self.s = 0
+        self.high_res = dec.use_high_res_features
+        if self.high_res:
+            dc1, ln1, act1, dc2, act2 = dec.output_upscaling
+            feat_s0, feat_s1 = features["high_res_feats"]
+            c1, c2 = dc1.out_channels, dc2.out_channels
+            # transposed conv k=2, s=2 == per-token matmul to (2, 2, C_out) outputs
+            self.w_up1 = dc1.weight.permute(0, 2, 3, 1).reshape(c, 4 * c1).contiguous()
+            self.w_up2 = dc2.weight.permute(0, 2, 3, 1).reshape(c1, 4 * c2).contiguous()
+            # feat_s1 (1, c1, 2h, 2w) -> (h*w, [a, b, c1]) with row 2i+a, col 2j+b, plus bias
+            f1 = feat_s1.reshape(c1, h, 2, w, 2).permute(1, 3, 2, 4, 0).reshape(h * w, 4 * c1)
+            self.f1 = (f1 + dc1.bias.repeat(4)).contiguous()
+            # feat_s0 (1, c2, 4h, 4w) -> (h*w*4, [a2, b2, c2]) with row 4i+2a1+a2, col 4j+2b1+b2
+            f0 = feat_s0.reshape(c2, h, 2, 2, w, 2, 2).permute(1, 4, 2, 5, 3, 6, 0)
+            self.f0 = (f0.reshape(h * w * 4, 4 * c2) + dc2.bias.repeat(4)).contiguous()
+            self.c1, self.c2 = c1, c2
+        self.tile = 1024  # image tokens per upscaling tile
+
+    @staticmethod
+    def _scale(attn) -> float:
+        return 1.0 / float(attn.internal_dim // attn.num_heads) ** 0.5
+
+    def _tokens_to_image(self, attn, q_in, keys, keys_pe):
+        """Attention of (B, T, C) tokens to (B, HW, C) image tokens, without projecting them."""
+        torch = self._torch
+        b, t, _ = q_in.shape
+        nh = attn.num_heads
+        dh = attn.internal_dim // nh
+        qh = attn.q_proj(q_in).reshape(b, t, nh, dh) * self._scale(attn)
+        wk = attn.k_proj.weight.reshape(nh, dh, -1)  # (heads, dh, C)
+        a = torch.einsum("bthd,hdc->bhtc", qh, wk).reshape(b, nh * t, -1)
+        p = torch.bmm(a, keys_pe.transpose(1, 2)).softmax(dim=-1)  # (B, heads*T, HW)
+        r = torch.bmm(p, keys).reshape(b, nh, t, -1)  # (B, heads, T, C)
+        wv = attn.v_proj.weight.reshape(nh, dh, -1)
+        o = torch.einsum("bhtc,hdc->bthd", r, wv).reshape(b, t, nh * dh) + attn.v_proj.bias
+        return attn.out_proj(o)
+
+    def _image_to_tokens(self, attn, resid, q_img, k_in, v_in, q_is_projected=False):
+        """resid + attention of image tokens to (B, T, C) tokens, as one baddbmm."""
+        torch = self._torch
+        b, t, _ = k_in.shape
+        nh = attn.num_heads
+        dh = attn.internal_dim // nh
+        kh = attn.k_proj(k_in).reshape(b, t, nh, dh)
+        vh = attn.v_proj(v_in).reshape(b, t, nh, dh)
+        if q_is_projected:  # q_img: (HW, heads*dh) scaled queries
+            # block-diagonal keys: (B, heads*dh, heads*T)
+            kbd = q_img.new_zeros(b, nh, dh, nh, t)
+            idx = torch.arange(nh, device=q_img.device)
+            kbd[:, idx, :, idx, :] = kh.permute(2, 0, 3, 1)
+            s = torch.matmul(q_img, kbd.reshape(b, nh * dh, nh * t))
+        else:
+            wq = attn.q_proj.weight.reshape(nh, dh, -1) * self._scale(attn)
+            m = torch.einsum("bthd,hdc->bcht", kh, wq).reshape(b, -1, nh * t)
+            cst = torch.einsum("bthd,hd->bht", kh, attn.q_proj.bias.reshape(nh, dh)
+                               * self._scale(attn)).reshape(b, 1, nh * t)
+            s = torch.baddbmm(cst, q_img, m)
+        hw = s.shape[1]
+        p = s.view(b, hw, nh, t).softmax(dim=-1).view(b, hw, nh * t)
+        wo = attn.out_proj.weight.reshape(-1, nh, dh)  # (C, heads, dh)
+        u = torch.einsum("bthd,chd->bhtc", vh, wo) + attn.out_proj.bias / nh
+        return torch.baddbmm(resid, p, u.reshape(b, nh * t, -1))
 
     def __call__(self, sparse):
-        """(B, T, C) sparse prompt embeddings -> (B, 3, 256, 256) logits, (B, 3) IoUs."""
+        """(B, T, C) sparse prompt embeddings -> (B, 3, 4h, 4w) logits, (B, 3) IoUs."""
         F, torch = self._F, self._torch
         dec = self.dec
         tr = dec.transformer
@@ -339,34 +416,76 @@ class _FastDecoder:
         queries = first.norm3(queries + first.mlp(queries))
         # image -> tokens, with the cached image queries
         i2t = first.cross_attn_image_to_token
-        kh = i2t._separate_heads(i2t.k_proj(queries + tokens), i2t.num_heads)
-        vh = i2t._separate_heads(i2t.v_proj(queries), i2t.num_heads)
-        out = F.scaled_dot_product_attention(self.q1.expand(b, -1, -1, -1), kh, vh)
-        out = i2t.out_proj(i2t._recombine_heads(out))
-        keys = first.norm4(self.src0 + out)
+        keys = self._image_to_tokens(i2t, self.src0, self.q1, queries + tokens, queries,
+                                     q_is_projected=True)
+        keys = F.layer_norm(keys, first.norm4.normalized_shape, first.norm4.weight,
+                            first.norm4.bias, first.norm4.eps)
         for layer in tr.layers[1:]:
-            queries, keys = layer(queries=queries, keys=keys, query_pe=tokens, key_pe=self.pe)
-        attn = tr.final_attn_token_to_image(q=queries + tokens, k=keys + self.pe, v=keys)
-        hs = tr.norm_final_attn(queries + attn)
-        # mask_decoder.predict_masks, from the transformer on
+            q = queries + tokens
+            queries = layer.norm1(queries + layer.self_attn(q=q, k=q, v=queries))
+            keys_pe = keys + self.pe
+            out = self._tokens_to_image(layer.cross_attn_token_to_image, queries + tokens, keys,
+                                        keys_pe)
+            queries = layer.norm2(queries + out)
+            queries = layer.norm3(queries + layer.mlp(queries))
+            keys = self._image_to_tokens(layer.cross_attn_image_to_token, keys, keys_pe,
+                                         queries + tokens, queries)
+            keys = layer.norm4(keys)
+        # the final attention only for the tokens that are read: the IoU token and the three
+        # multimask tokens (each token attends to the image independently of the others)
         s = self.s
-        iou_token_out = hs[:, s, :]
-        mask_tokens_out = hs[:, s + 1:s + 1 + dec.num_mask_tokens, :]
+        keep = [s] + list(range(s + 2, s + 1 + dec.num_mask_tokens))
+        queries, tokens = queries[:, keep], tokens[:, keep]
+        out = self._tokens_to_image(tr.final_attn_token_to_image, queries + tokens, keys,
+                                    keys + self.pe)
+        hs = tr.norm_final_attn(queries + out)
+        iou = dec.iou_prediction_head(hs[:, 0, :])[:, 1:]
+        hyper = torch.stack([dec.output_hypernetworks_mlps[i](hs[:, i, :])
+                             for i in range(1, dec.num_mask_tokens)], dim=1)  # (B, 3, c2)
         _, c, h, w = self.shape
-        src = keys.transpose(1, 2).reshape(b, c, h, w)
-        if dec.use_high_res_features:
-            dc1, ln1, act1, dc2, act2 = dec.output_upscaling
-            feat_s0, feat_s1 = self.high
-            up = act1(ln1(dc1(src) + feat_s1))
-            up = act2(dc2(up) + feat_s0)
-        else:
+        if not self.high_res:  # not used by the SAM2.1 configs: SAM2's own modules
+            src = keys.transpose(1, 2).reshape(b, c, h, w)
             up = dec.output_upscaling(src)
-        hyper = torch.stack([mlp(mask_tokens_out[:, i, :])
-                             for i, mlp in enumerate(dec.output_hypernetworks_mlps)], dim=1)
-        _, cu, hu, wu = up.shape
-        masks = (hyper @ up.reshape(b, cu, hu * wu)).reshape(b, -1, hu, wu)
-        iou = dec.iou_prediction_head(iou_token_out)
-        return masks[:, 1:], iou[:, 1:]  # multimask output: the three ambiguity masks
+            _, cu, hu, wu = up.shape
+            masks = (hyper @ up.reshape(b, cu, hu * wu)).reshape(b, -1, hu, wu)
+            return masks, iou
+        return self._upscale(keys, hyper), iou
+
+    def _upscale(self, keys, hyper):
+        """(B, HW, C) image tokens, (B, K, c2) hypernetwork weights -> (B, K, 4h, 4w) logits.
+
+        Runs in tiles of image tokens so that the (4x and 16x larger) intermediate feature maps
+        stay in the CPU cache.
+        """
+        F, torch = self._F, self._torch
+        dc1, ln1, act1, dc2, act2 = self.dec.output_upscaling
+        _, _, h, w = self.shape
+        c1, c2 = self.c1, self.c2
+        b, hw, _ = keys.shape
+        k = hyper.shape[1]
+        masks = None  # (B, pixels, K), allocated with the dtype of the first tile (autocast)
+        tile = self.tile
+        for i in range(b):
+            hyper_t = hyper[i].t()
+            for t0 in range(0, hw, tile):
+                t1 = min(hw, t0 + tile)
+                up = torch.addmm(self.f1[t0:t1], keys[i, t0:t1], self.w_up1)
+                up = F.layer_norm(up.view(-1, c1), (c1,), ln1.weight, ln1.bias, ln1.eps)
+                up = self._gelu_(up, act1)
+                up = torch.addmm(self.f0[4 * t0:4 * t1], up, self.w_up2)
+                up = self._gelu_(up, act2)  # ([i, j, a1, b1], [a2, b2, c2])
+                part = torch.mm(up.view(-1, c2), hyper_t)
+                if masks is None:
+                    masks = part.new_empty(b, hw * 16, k)
+                masks[i, 16 * t0:16 * t1] = part
+        masks = masks.view(b, h, w, 2, 2, 2, 2, k).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        return masks.reshape(b, k, 4 * h, 4 * w)
+
+    def _gelu_(self, x, act):
+        """``act(x)``, in place for SAM2's GELU."""
+        if isinstance(act, self._torch.nn.GELU):
+            return self._torch.ops.aten.gelu_(x, approximate=act.approximate)
+        return act(x)
 
 
 class SAM2Proposer:
@@ -383,13 +502,21 @@ class SAM2Proposer:
         Folder for image embeddings on disk (created if needed).
     sam_model : torch.nn.Module, optional
         An already built SAM2 model (tests and benchmarks use random-weight models).
-    batch_size : int
-        Prompts decoded together in one mask-decoder call.
+    batch_size : int, optional
+        Prompts decoded together in one mask-decoder call. Default: 1 on the CPU (the decoder's
+        intermediates then stay in the CPU cache; the CPU cores are used by ``workers``), 8 on
+        a GPU.
     memory_cache : int
         Embeddings kept in memory.
     fast_decoder : bool
-        Decode with the prompt-independent image work done once per image (same results as
-        SAM2's mask decoder up to float rounding); False calls ``sam_mask_decoder`` as is.
+        Decode with SAM2's mask decoder regrouped for speed (prompt-independent image work done
+        once per image, projections folded; same results up to float rounding, see
+        :class:`_FastDecoder`); False calls ``sam_mask_decoder`` as is.
+    workers : int, optional
+        CPU only: batches decoded in parallel by this many threads, each running torch with one
+        intra-op thread (faster than torch's own threading for the decoder's many small
+        operations, and robust when other processes load the CPU). Default: torch's number of
+        intra-op threads. 1 decodes in the calling thread with torch's threading.
     """
 
     def __init__(
@@ -400,9 +527,10 @@ class SAM2Proposer:
         device: str = "auto",
         cache_dir: str | os.PathLike | None = None,
         sam_model=None,
-        batch_size: int = 4,
+        batch_size: int | None = None,
         memory_cache: int = 4,
         fast_decoder: bool = True,
+        workers: int | None = None,
     ) -> None:
         _check_model_name(model)
         self._mods = import_sam2(device)
@@ -414,7 +542,10 @@ class SAM2Proposer:
         self.model_name = model
         self.sam = sam_model
         self.device = str(next(sam_model.parameters()).device.type)
+        if batch_size is None:
+            batch_size = 1 if self.device == "cpu" else 8
         self.batch_size = max(1, int(batch_size))
+        self.workers = None if workers is None else max(1, int(workers))
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
         self._weights_id = f"{weights}:{_model_fingerprint(sam_model)}"
         self._memory: OrderedDict[str, dict] = OrderedDict()
@@ -573,6 +704,29 @@ class SAM2Proposer:
         xy = rc[..., ::-1]
         return (xy / np.array([n, m], dtype=np.float64) * side).astype(np.float32)
 
+    def _decode(self, coords: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One batch of prompts of equal length (model input (x, y), labels) -> logits, IoUs."""
+        torch = self._mods.torch
+        dev = next(self.sam.parameters()).device
+        with torch.inference_mode(), self._autocast():
+            c = torch.as_tensor(coords, device=dev)
+            lab = torch.as_tensor(labels, device=dev)
+            sparse, dense = self.sam.sam_prompt_encoder(points=(c, lab), boxes=None, masks=None)
+            if self._decoder is not None:
+                low, iou = self._decoder(sparse)
+            else:
+                low, iou, _, _ = self.sam.sam_mask_decoder(
+                    image_embeddings=self._features["image_embed"],
+                    image_pe=self.sam.sam_prompt_encoder.get_dense_pe(),
+                    sparse_prompt_embeddings=sparse,
+                    dense_prompt_embeddings=dense,
+                    multimask_output=True,
+                    repeat_image=c.shape[0] > 1,
+                    high_res_features=self._features["high_res_feats"],
+                )
+            low = torch.clamp(low.float(), -32.0, 32.0)
+            return low.cpu().numpy(), iou.float().cpu().numpy()
+
     def predict(
         self,
         points_rc: np.ndarray,
@@ -608,43 +762,45 @@ class SAM2Proposer:
         # SAM2 does not mask padding ("not a point") tokens out of attention, so prompts are
         # batched only with prompts of the same length: results equal one-by-one decoding.
         counts = np.array([g.shape[0] for g in negs])
-        dev = next(self.sam.parameters()).device
-        embed = self._features["image_embed"]
-        high = self._features["high_res_feats"]
-        logits_out: np.ndarray | None = None
+        jobs = []
+        for k in np.unique(counts):
+            members = np.flatnonzero(counts == k)
+            rc = np.empty((members.size, 1 + k, 2))
+            rc[:, 0] = pts[members]
+            for row, i in enumerate(members):
+                rc[row, 1:] = negs[i]
+            labels = np.zeros((members.size, 1 + k), dtype=np.int32)
+            labels[:, 0] = 1
+            coords = self.prompt_coordinates(rc)
+            for start in range(0, members.size, self.batch_size):
+                stop = min(members.size, start + self.batch_size)
+                jobs.append((members[start:stop], coords[start:stop], labels[start:stop]))
+        side = 4 * int(self._features["image_embed"].shape[-1])
+        logits_out = np.empty((b, 3, side, side), dtype=np.float32)
         iou_out = np.empty((b, 3), dtype=np.float32)
-        with torch.inference_mode(), self._autocast():
-            image_pe = self.sam.sam_prompt_encoder.get_dense_pe()
-            for k in np.unique(counts):
-                members = np.flatnonzero(counts == k)
-                rc = np.empty((members.size, 1 + k, 2))
-                rc[:, 0] = pts[members]
-                for row, i in enumerate(members):
-                    rc[row, 1:] = negs[i]
-                labels = np.zeros((members.size, 1 + k), dtype=np.int32)
-                labels[:, 0] = 1
-                coords = self.prompt_coordinates(rc)
-                for start in range(0, members.size, self.batch_size):
-                    stop = min(members.size, start + self.batch_size)
-                    c = torch.as_tensor(coords[start:stop], device=dev)
-                    lab = torch.as_tensor(labels[start:stop], device=dev)
-                    sparse, dense = self.sam.sam_prompt_encoder(points=(c, lab), boxes=None,
-                                                                masks=None)
-                    if self._decoder is not None:
-                        low, iou = self._decoder(sparse)
-                    else:
-                        low, iou, _, _ = self.sam.sam_mask_decoder(
-                            image_embeddings=embed,
-                            image_pe=image_pe,
-                            sparse_prompt_embeddings=sparse,
-                            dense_prompt_embeddings=dense,
-                            multimask_output=True,
-                            repeat_image=(stop - start) > 1,
-                            high_res_features=high,
-                        )
-                    low = torch.clamp(low.float(), -32.0, 32.0)
-                    if logits_out is None:
-                        logits_out = np.empty((b, *low.shape[1:]), dtype=np.float32)
-                    logits_out[members[start:stop]] = low.cpu().numpy()
-                    iou_out[members[start:stop]] = iou.float().cpu().numpy()
+
+        def decode(job) -> None:
+            rows, c, lab = job
+            low, iou = self._decode(c, lab)
+            logits_out[rows] = low
+            iou_out[rows] = iou
+
+        workers = self.workers if self.workers is not None else torch.get_num_threads()
+        workers = min(workers, len(jobs)) if self.device == "cpu" else 1
+        if workers <= 1:
+            for job in jobs:
+                decode(job)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            def decode_single_threaded(job) -> None:
+                torch.set_num_threads(1)  # this worker thread's intra-op threads
+                decode(job)
+
+            saved = torch.get_num_threads()
+            try:
+                with ThreadPoolExecutor(workers, thread_name_prefix="sam2-decode") as pool:
+                    list(pool.map(decode_single_threaded, jobs))
+            finally:
+                torch.set_num_threads(saved)
         return Candidates(logits=logits_out, iou=iou_out, image_shape=self._image_shape)

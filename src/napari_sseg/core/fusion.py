@@ -68,7 +68,8 @@ class HybridOptions:
     vote_neighbours : int
         Nearest competing points that vote on a conflict group with no point inside.
     batch_size : int
-        Points sent to the proposer per call (progress is reported per batch).
+        Most points sent to the proposer per call (progress is reported per batch; the points
+        are split into batches of nearly equal sizes).
     """
 
     negatives: int = 4
@@ -211,12 +212,16 @@ def _trim(
     same[own] = True
     diff = inside & (labels != labels[own])
 
-    cells = np.c_[yr, xc]
+    if max(diff.sum(), same.sum()) > 128:  # many points: k-d trees
+        cells = np.c_[yr, xc]
 
-    def nearest(sel):
-        return cKDTree(np.c_[rows[sel], cols[sel]].astype(np.float64)).query(cells)[0]
+        def nearest(sel):
+            return cKDTree(np.c_[rows[sel], cols[sel]].astype(np.float64)).query(cells)[0]
 
-    drop = nearest(diff) < nearest(same)
+        drop = nearest(diff) < nearest(same)
+    else:  # few points: exact squared distances, a running minimum over the points
+        drop = (_nearest_sq(yr, xc, rows[diff], cols[diff])
+                < _nearest_sq(yr, xc, rows[same], cols[same]))
     out = logits.copy()
     out[cell_r[drop], cell_c[drop]] = -32.0
     # keep only the piece holding the point
@@ -228,6 +233,21 @@ def _trim(
         if keep > 0:
             out[(comp > 0) & (comp != keep)] = -32.0
     return out
+
+
+def _nearest_sq(yr: np.ndarray, xc: np.ndarray, pr: np.ndarray, pc: np.ndarray) -> np.ndarray:
+    """Squared distance from each (yr, xc) to the nearest of the few points (pr, pc)."""
+    best = np.full(yr.shape, np.inf)
+    dy = np.empty_like(yr)
+    dx = np.empty_like(xc)
+    for r, c in zip(pr.astype(np.float64), pc.astype(np.float64)):
+        np.subtract(yr, r, out=dy)
+        np.multiply(dy, dy, out=dy)
+        np.subtract(xc, c, out=dx)
+        np.multiply(dx, dx, out=dx)
+        dy += dx
+        np.minimum(best, dy, out=best)
+    return best
 
 
 def _nearest_negatives(coords: np.ndarray, labels: np.ndarray, k: int) -> list[np.ndarray]:
@@ -406,6 +426,9 @@ def iter_hybrid_expand(
     p = len(points)
     bs = max(1, int(hopts.batch_size))
     n_batches = (p + bs - 1) // bs
+    # batches of nearly equal sizes (25 points in batches of at most 8: 7, 6, 6, 6), so that a
+    # proposer decoding a batch in parallel never gets a lone leftover point
+    bounds = [b * p // n_batches for b in range(n_batches + 1)]
     fill_steps = 4
     total = 1 + n_batches + 1 + fill_steps
     timings: dict[str, float] = {}
@@ -422,8 +445,8 @@ def iter_hybrid_expand(
              "empty": 0}
     t_model = t_select = 0.0
     for b in range(n_batches):
-        yield Progress(1 + b, total, f"masks for points {b * bs + 1}-{min(p, (b + 1) * bs)} of {p}")
-        sel = slice(b * bs, min(p, (b + 1) * bs))
+        sel = slice(bounds[b], bounds[b + 1])
+        yield Progress(1 + b, total, f"masks for points {sel.start + 1}-{sel.stop} of {p}")
         t0 = time.perf_counter()
         cands: Candidates = proposer.predict(coords[sel], negatives[sel])
         t1 = time.perf_counter()
