@@ -396,7 +396,7 @@ class SSegWidget(QWidget):
             return []
         return [
             layer for layer in self.viewer.layers
-            if layer is not image and isinstance(layer, Image) and not layer.rgb
+            if layer.name != image.name and isinstance(layer, Image) and not layer.rgb
             and layer.data.shape == image.data.shape and not layer.metadata.get(OUTPUT_KEY)
         ]
 
