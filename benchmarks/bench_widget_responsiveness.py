@@ -150,7 +150,7 @@ def main() -> int:
         "applies the result. The first run of a session pays napari's one-time creation of the "
         "Labels layer and its OpenGL visual (about 0.5-1 s with Mesa's software OpenGL under Xvfb); "
         "later runs update that layer in place (`data_setitem`, undoable) in 10-90 ms. The other "
-        "gaps of about 100 ms fall inside the worker's long compiled calls (sparse solve, SLIC), "
+        "gaps of about 100 ms fall inside the worker's long compiled calls (SLIC, image filters), "
         "when the GUI thread waits for the GIL or a CPU.",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
