@@ -182,30 +182,40 @@ def _classes_from_json(path: Path, text: str) -> ClassTable:
         raise ClassesFileError(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}") from exc
     if isinstance(data, dict) and "classes" in data:
         data = data["classes"]
-    table = ClassTable()
     if isinstance(data, dict):
         items = [{"id": k, "name": v} for k, v in data.items()]
     elif isinstance(data, list):
         items = data
     else:
         raise ClassesFileError(f"{path}: expected a list of classes or a mapping id -> name")
+    table = classes_from_items(items, lambda i: f"{path}: class #{i}")
+    _check_unique_names(path, table)
+    return table
+
+
+def classes_from_items(items, where, error: type[ValueError] = ClassesFileError) -> ClassTable:
+    """A class table from ``[{"id": .., "name": .., "colour"/"color": ..}, ...]``.
+
+    ``where(i)`` gives the message prefix naming item ``i``; problems raise ``error``.
+    """
+    table = ClassTable()
     for i, item in enumerate(items):
-        where = f"{path}: class #{i}"
+        here = where(i)
         if not isinstance(item, dict) or "id" not in item:
-            raise ClassesFileError(
-                f"{where}: expected an object with 'id' and 'name', got {item!r}"
-            )
-        cid = _parse_id(item["id"], where)
-        if cid in table.names or cid in table.colours:
-            raise ClassesFileError(f"{where}: duplicate class id {cid}")
+            raise error(f"{here}: expected an object with 'id' and 'name', got {item!r}")
+        try:
+            cid = _parse_id(item["id"], here)
+        except ClassesFileError as exc:
+            raise error(str(exc)) from None
+        if cid in table.names:
+            raise error(f"{here}: duplicate class id {cid}")
         table.names[cid] = str(item.get("name", cid))
         col = item.get("colour", item.get("color"))
         if col is not None:
             try:
                 table.colours[cid] = parse_colour(col)
             except ValueError as exc:
-                raise ClassesFileError(f"{where}: {exc}") from None
-    _check_unique_names(path, table)
+                raise error(f"{here}: {exc}") from None
     return table
 
 

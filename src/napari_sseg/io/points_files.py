@@ -48,7 +48,7 @@ import numpy as np
 
 from ..core.points import PointSet
 from .atomic import atomic_write_json, atomic_write_text
-from .classes import ClassTable, parse_colour, read_classes
+from .classes import ClassTable, classes_from_items, parse_colour, read_classes
 
 __all__ = [
     "PointsFile",
@@ -403,22 +403,7 @@ def _read_json(path: Path, text: str, classes: ClassTable | None) -> PointsFile:
 def _json_classes(path: Path, items) -> ClassTable:
     if not isinstance(items, list):
         raise PointsFileError(f"{path}: 'classes' must be a list of {{id, name, colour}}")
-    table = ClassTable()
-    for i, item in enumerate(items):
-        w = f"{path}: classes[{i}]"
-        if not isinstance(item, dict) or "id" not in item:
-            raise PointsFileError(f"{w}: expected an object with 'id' and 'name'")
-        cid = _as_int_label(item["id"])
-        if cid is None or cid < 0:
-            raise PointsFileError(f"{w}: class id {item['id']!r} is not a non-negative integer")
-        table.names[cid] = str(item.get("name", cid))
-        col = item.get("colour", item.get("color"))
-        if col is not None:
-            try:
-                table.colours[cid] = parse_colour(col)
-            except ValueError as exc:
-                raise PointsFileError(f"{w}: {exc}") from None
-    return table
+    return classes_from_items(items, lambda i: f"{path}: classes[{i}]", PointsFileError)
 
 
 # ------------------------------------------------------------------------------------- writing
