@@ -84,15 +84,20 @@ def find_class_table(path: Path):
     return None
 
 
-def get_reader(path):
-    """npe2 reader hook for points files: a reader function, or ``None`` if not ours."""
+def _sniff(path, is_ours, reader):
+    """``reader`` when ``is_ours`` accepts the single file ``path``, else ``None``; never raises."""
     try:
         p = _single_path(path)
-        if p is not None and is_points_file(p):
-            return read_points_layers
+        if p is not None and is_ours(p):
+            return reader
     except Exception:  # noqa: BLE001 - a sniffer must never raise
         logger.debug("napari-sseg: not sniffing %r", path, exc_info=True)
     return None
+
+
+def get_reader(path):
+    """npe2 reader hook for points files: a reader function, or ``None`` if not ours."""
+    return _sniff(path, is_points_file, read_points_layers)
 
 
 def _mask_header(path: Path) -> tuple[tuple[int, ...], np.dtype] | None:
@@ -141,13 +146,7 @@ def is_mask_file(path: Path) -> bool:
 
 def get_mask_reader(path):
     """npe2 reader hook for class-index masks: a reader function, or ``None`` if not ours."""
-    try:
-        p = _single_path(path)
-        if p is not None and is_mask_file(p):
-            return read_mask_layer
-    except Exception:  # noqa: BLE001 - a sniffer must never raise
-        logger.debug("napari-sseg: not sniffing %r", path, exc_info=True)
-    return None
+    return _sniff(path, is_mask_file, read_mask_layer)
 
 
 # ----------------------------------------------------------------------------- reading

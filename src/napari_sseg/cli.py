@@ -307,6 +307,14 @@ def _bounded(points, sources, shape, clip: bool, where: str):
     raise ValueError(f"{msg}; fix them or pass --clip")
 
 
+def _record_failure(rec: dict, path: Path, exc: Exception) -> None:
+    """Mark one image's record as failed (the batch goes on; the summary names it)."""
+    rec["status"] = "failed"
+    rec["error"] = str(exc) or type(exc).__name__
+    log.info("%s: failed: %s", path.name, rec["error"])
+    log.debug("traceback", exc_info=True)
+
+
 def _summary(done: int, total: int, what: str, records: list[dict], out: Path | None) -> None:
     failed = [r for r in records if r["status"] == "failed"]
     skipped = [r for r in records if r["status"] == "skipped"]
@@ -395,10 +403,7 @@ def cmd_expand(args) -> int:
             rec["error"] = "interrupted"
             interrupted = True
         except Exception as exc:  # one bad image never stops the batch
-            rec["status"] = "failed"
-            rec["error"] = str(exc) or type(exc).__name__
-            log.info("%s: failed: %s", path.name, rec["error"])
-            log.debug("traceback", exc_info=True)
+            _record_failure(rec, path, exc)
         finally:
             rec["seconds"] = round(time.perf_counter() - t0, 4)
             records.append(rec)
@@ -539,10 +544,7 @@ def cmd_simulate(args) -> int:
                                       exp.labels)
             rec["points"] = {str(s): len(r[0]) for s, r in results.items()}
         except Exception as exc:
-            rec["status"] = "failed"
-            rec["error"] = str(exc) or type(exc).__name__
-            log.info("%s: failed: %s", path.name, rec["error"])
-            log.debug("traceback", exc_info=True)
+            _record_failure(rec, path, exc)
         finally:
             rec["seconds"] = round(time.perf_counter() - t0, 4)
             records.append(rec)
