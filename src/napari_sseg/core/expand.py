@@ -257,7 +257,7 @@ def iter_expand(
     if known is not None:
         dec = known >= 0
         labels[dec] = known[dec]
-        confidence[dec] = np.maximum(confidence[dec], 1.0)
+        confidence[dec] = 1.0
     labels[rows, cols] = points.labels  # every labelled point keeps its class
     yield Progress(4, total, "done")
     return Expansion(
