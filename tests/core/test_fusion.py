@@ -258,3 +258,25 @@ def test_upsample_crop_matches_pixel_area_bilinear(grid, out):
         vals = sample_grid(logits, rr, cc, out)
         assert np.all(vals > 0)
     assert upsample_crop(np.full(grid, -1.0), out) is None
+
+
+def test_batches_decode_in_order_and_closing_early_starts_no_more_batches():
+    shape = (30, 30)
+    image = np.zeros(shape + (3,), np.uint8)
+    coords = np.array([[2 + 3 * k, 2 + 3 * k] for k in range(9)], float)
+    points = PointSet(coords, [1] * 9)
+    prop = FakeProposer(shape, {}, default=(np.stack([rect(shape, 0, 30, 0, 30)] * 3),
+                                            np.ones(3, np.float32)))
+    res = run_generator(iter_hybrid_expand(image, points, prop,
+                                           hybrid=HybridOptions(batch_size=3)))
+    assert [c[0] for c in prop.calls] == [(int(r), int(c)) for r, c in coords]
+    assert res.info["masks"]["accepted"] == 9
+    assert res.info["timings"]["decoding"] >= res.info["timings"]["decoding_choice"]
+    # a consumer that stops after the first batch's progress (napari's Cancel closes it)
+    prop = FakeProposer(shape, {}, default=prop.default)
+    gen = iter_hybrid_expand(image, points, prop, hybrid=HybridOptions(batch_size=3))
+    for ev in gen:
+        if ev.message.startswith("masks for points 1-3"):
+            break
+    gen.close()
+    assert len(prop.calls) <= 6  # the first batch, and at most the one decoded ahead

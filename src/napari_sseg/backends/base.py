@@ -157,6 +157,51 @@ def _grid_positions(coords: np.ndarray, n_out: int, n_in: int):
     return i0, i1, (src - i0)
 
 
+def _runs(i0: np.ndarray, i1: np.ndarray):
+    """Runs of consecutive output pixels with the same pair of source cells along one axis."""
+    change = np.flatnonzero((i0[1:] != i0[:-1]) | (i1[1:] != i1[:-1])) + 1
+    starts = np.concatenate([[0], change])
+    counts = np.diff(np.concatenate([starts, [i0.size]]))
+    return starts, counts
+
+
+def _threshold_bilinear(logits, on, rows, cols, threshold) -> np.ndarray:
+    """``bilinear(logits) > threshold`` on an output box, interpolating near the boundary only.
+
+    Output pixels whose four source cells lie all above (all not above) the threshold are in
+    (out of) the mask: a convex combination stays on their side. Pixels are grouped in blocks
+    with the same four source cells; the blocks with mixed cells (along the mask's boundary) are
+    interpolated exactly, the others are filled from the cell signs.
+    """
+    i0, i1, fr = rows
+    j0, j1, fc = cols
+    rs, rn = _runs(i0, i1)
+    cs, cn = _runs(j0, j1)
+    a0, a1, b0, b1 = i0[rs], i1[rs], j0[cs], j1[cs]
+    top, bot = on[a0], on[a1]
+    corners = (top[:, b0], top[:, b1], bot[:, b0], bot[:, b1])
+    inside = corners[0] & corners[1] & corners[2] & corners[3]
+    outside = ~(corners[0] | corners[1] | corners[2] | corners[3])
+    mask = np.repeat(np.repeat(inside, rn, axis=0), cn, axis=1)
+    mixed_r, mixed_c = np.nonzero(~(inside | outside))
+    # every pixel of each mixed block: offsets up to the longest run, invalid ones dropped;
+    # about a million pixels at a time, so that memory stays bounded on huge images
+    dr = np.arange(rn.max())[None, :, None]
+    dc = np.arange(cn.max())[None, None, :]
+    step = max(1, (1 << 20) // (dr.size * dc.size))
+    for k in range(0, mixed_r.size, step):
+        ur, uc = mixed_r[k:k + step, None, None], mixed_c[k:k + step, None, None]
+        ok = (dr < rn[ur]) & (dc < cn[uc])
+        rr, cc = np.broadcast_arrays(rs[ur] + dr, cs[uc] + dc)
+        rr, cc = rr[ok], cc[ok]
+        # the same float32 operations, in the same order, as a full bilinear resize
+        f, g = fr[rr], fc[cc]
+        lo = logits[i0[rr], j0[cc]] * (1 - f) + logits[i1[rr], j0[cc]] * f
+        hi = logits[i0[rr], j1[cc]] * (1 - f) + logits[i1[rr], j1[cc]] * f
+        mask[rr, cc] = (lo + (hi - lo) * g) > threshold
+    return mask
+
+
 def sample_grid(logits: np.ndarray, rows: np.ndarray, cols: np.ndarray,
                 image_shape: tuple[int, int]) -> np.ndarray:
     """Logit values at image pixels (rows, cols), bilinear on the grid.
@@ -208,8 +253,10 @@ def upsample_crop(
     -------
     MaskCrop or None
         None when no pixel is in the mask. Only the box around the grid cells above threshold
-        (grown by one cell, where bilinear values can still be above it) is computed, in float32,
-        so memory stays proportional to the mask's box, never to (K, M, N).
+        (grown by one cell, where bilinear values can still be above it) is computed, so memory
+        stays proportional to the mask's box, never to (K, M, N); inside it, only the pixels
+        near the mask's boundary are interpolated (in float32), the others take the side of
+        their four grid cells.
     """
     logits = np.asarray(logits, dtype=np.float32)
     h, w = logits.shape
@@ -232,22 +279,7 @@ def upsample_crop(
         return None
     i0, i1, fr = _axis_weights(m, h, r_start, r_stop)
     j0, j1, fc = _axis_weights(n, w, c_start, c_stop)
-    # rows first (only the grid columns needed), then columns
-    cols_needed = np.unique(np.concatenate([j0, j1]))
-    sub = logits[:, cols_needed]
-    jj0 = np.searchsorted(cols_needed, j0)
-    jj1 = np.searchsorted(cols_needed, j1)
-    rowed = sub[i0] * (1 - fr)[:, None] + sub[i1] * fr[:, None]
-    mask = np.empty((rowed.shape[0], jj0.size), dtype=bool)
-    step = max(1, (1 << 20) // max(1, jj0.size))  # about 4 MB of float32 per strip
-    for a in range(0, rowed.shape[0], step):
-        part = rowed[a:a + step]
-        lo = part[:, jj0]
-        hi = part[:, jj1]
-        hi -= lo
-        hi *= fc
-        lo += hi
-        np.greater(lo, threshold, out=mask[a:a + step])
+    mask = _threshold_bilinear(logits, on, (i0, i1, fr), (j0, j1, fc), threshold)
     if not mask.any():
         return None
     rr = np.flatnonzero(mask.any(axis=1))

@@ -297,6 +297,11 @@ class _FastDecoder:
     * attention of the image tokens to the prompt tokens folds the query projection into the
       keys and the value and output projections into one (tokens x channels) matrix per head, so
       the residual add, the output projection and the attention output are one ``baddbmm``;
+    * each block's image update (attention of the image tokens to the prompt tokens, then
+      ``norm4``) is fused with the next attention of the prompt tokens to the image, in one pass
+      over tiles of image tokens: the softmax over the image runs with a running maximum and sum
+      (as in flash attention), so no image-sized intermediate leaves the CPU cache except the
+      updated image tokens;
     * the 2 x 2 stride-2 transposed convolutions are matrix products on the token layout (no
       transposes), followed by ``layer_norm`` over the channels (= SAM2's ``LayerNorm2d``) and
       in-place GELU; only the three multimask outputs are computed (SAM2 computes a fourth mask
@@ -348,52 +353,108 @@ class _FastDecoder:
             f0 = feat_s0.reshape(c2, h, 2, 2, w, 2, 2).permute(1, 4, 2, 5, 3, 6, 0)
             self.f0 = (f0.reshape(h * w * 4, 4 * c2) + dc2.bias.repeat(4)).contiguous()
             self.c1, self.c2 = c1, c2
-        self.tile = 1024  # image tokens per upscaling tile
+        self.tile = 1024  # image tokens per tile of the fused passes and the upscaling
 
     @staticmethod
     def _scale(attn) -> float:
         return 1.0 / float(attn.internal_dim // attn.num_heads) ** 0.5
 
-    def _tokens_to_image(self, attn, q_in, keys, keys_pe):
-        """Attention of (B, T, C) tokens to (B, HW, C) image tokens, without projecting them."""
-        torch = self._torch
+    @staticmethod
+    def _heads(attn) -> tuple[int, int]:
+        return attn.num_heads, attn.internal_dim // attn.num_heads
+
+    def _fold_token_queries(self, attn, q_in):
+        """(B, T, C) token queries -> (B, heads * T, C) rows that score raw image tokens."""
         b, t, _ = q_in.shape
-        nh = attn.num_heads
-        dh = attn.internal_dim // nh
+        nh, dh = self._heads(attn)
         qh = attn.q_proj(q_in).reshape(b, t, nh, dh) * self._scale(attn)
         wk = attn.k_proj.weight.reshape(nh, dh, -1)  # (heads, dh, C)
-        a = torch.einsum("bthd,hdc->bhtc", qh, wk).reshape(b, nh * t, -1)
-        p = torch.bmm(a, keys_pe.transpose(1, 2)).softmax(dim=-1)  # (B, heads*T, HW)
-        r = torch.bmm(p, keys).reshape(b, nh, t, -1)  # (B, heads, T, C)
-        wv = attn.v_proj.weight.reshape(nh, dh, -1)
-        o = torch.einsum("bhtc,hdc->bthd", r, wv).reshape(b, t, nh * dh) + attn.v_proj.bias
-        return attn.out_proj(o)
+        return self._torch.einsum("bthd,hdc->bhtc", qh, wk).reshape(b, nh * t, -1)
 
-    def _image_to_tokens(self, attn, resid, q_img, k_in, v_in, q_is_projected=False):
-        """resid + attention of image tokens to (B, T, C) tokens, as one baddbmm."""
-        torch = self._torch
+    def _token_attention_output(self, attn, r):
+        """Softmax-weighted sums of raw image tokens, (B, heads * T, C) -> attention output."""
+        b = r.shape[0]
+        nh, dh = self._heads(attn)
+        r = r.reshape(b, nh, -1, r.shape[-1])
+        wv = attn.v_proj.weight.reshape(nh, dh, -1)
+        o = self._torch.einsum("bhtc,hdc->bthd", r, wv).reshape(b, -1, nh * dh)
+        return attn.out_proj(o + attn.v_proj.bias)
+
+    def _image_pass(self, layer, keys, k_in, v_in, rows):
+        """One block's image-to-token attention, fused with the next token-to-image attention.
+
+        Parameters
+        ----------
+        layer : TwoWayAttentionBlock
+            The block whose ``cross_attn_image_to_token`` and ``norm4`` update the image tokens.
+        keys : (B, HW, C) tensor or None
+            Image tokens entering the block; None for the first block (cached input).
+        k_in, v_in : (B, T, C) tensors
+            Keys (queries plus their positional embedding) and values of the prompt tokens.
+        rows : (B, R, C) tensor
+            The next token-to-image attention's queries folded with its key projection
+            (:meth:`_fold_token_queries`).
+
+        Returns
+        -------
+        keys : (B, HW, C) tensor
+            The updated image tokens.
+        r : (B, R, C) tensor
+            ``softmax(rows (keys + pe)^T) keys``, accumulated tile by tile with a running
+            maximum (the softmax of flash attention), so that every image-sized intermediate of
+            a tile stays in the CPU cache.
+        """
+        torch, F = self._torch, self._F
+        attn = layer.cross_attn_image_to_token
         b, t, _ = k_in.shape
-        nh = attn.num_heads
-        dh = attn.internal_dim // nh
+        nh, dh = self._heads(attn)
         kh = attn.k_proj(k_in).reshape(b, t, nh, dh)
         vh = attn.v_proj(v_in).reshape(b, t, nh, dh)
-        if q_is_projected:  # q_img: (HW, heads*dh) scaled queries
-            # block-diagonal keys: (B, heads*dh, heads*T)
-            kbd = q_img.new_zeros(b, nh, dh, nh, t)
-            idx = torch.arange(nh, device=q_img.device)
+        if keys is None:  # cached, projected and scaled image queries: block-diagonal keys
+            kbd = kh.new_zeros(b, nh, dh, nh, t)
+            idx = torch.arange(nh, device=kh.device)
             kbd[:, idx, :, idx, :] = kh.permute(2, 0, 3, 1)
-            s = torch.matmul(q_img, kbd.reshape(b, nh * dh, nh * t))
-        else:
+            mat, cst = kbd.reshape(b, nh * dh, nh * t), None
+        else:  # fold the query projection into the keys
             wq = attn.q_proj.weight.reshape(nh, dh, -1) * self._scale(attn)
-            m = torch.einsum("bthd,hdc->bcht", kh, wq).reshape(b, -1, nh * t)
+            mat = torch.einsum("bthd,hdc->bcht", kh, wq).reshape(b, -1, nh * t)
             cst = torch.einsum("bthd,hd->bht", kh, attn.q_proj.bias.reshape(nh, dh)
                                * self._scale(attn)).reshape(b, 1, nh * t)
-            s = torch.baddbmm(cst, q_img, m)
-        hw = s.shape[1]
-        p = s.view(b, hw, nh, t).softmax(dim=-1).view(b, hw, nh * t)
+        # value and output projections in one (heads * T, C) matrix
         wo = attn.out_proj.weight.reshape(-1, nh, dh)  # (C, heads, dh)
-        u = torch.einsum("bthd,chd->bhtc", vh, wo) + attn.out_proj.bias / nh
-        return torch.baddbmm(resid, p, u.reshape(b, nh * t, -1))
+        u = (torch.einsum("bthd,chd->bhtc", vh, wo) + attn.out_proj.bias / nh).reshape(b, nh * t, -1)
+        norm = layer.norm4
+        hw = self.src0.shape[1]
+        new_keys = self.src0.new_empty(b, hw, self.src0.shape[2])
+        n_rows = rows.shape[1]
+        # the running softmax in float32 (as autocast runs softmax), whatever the matmul dtype
+        f32 = dict(dtype=torch.float32, device=rows.device)
+        run_max = torch.full((b, n_rows, 1), -float("inf"), **f32)
+        run_sum = torch.zeros((b, n_rows, 1), **f32)
+        acc = torch.zeros((b, n_rows, rows.shape[2]), **f32)
+        for t0 in range(0, hw, self.tile):
+            sl = slice(t0, min(hw, t0 + self.tile))
+            pe = self.pe[:, sl]
+            if keys is None:
+                resid = self.src0[:, sl].expand(b, -1, -1)
+                s = torch.matmul(self.q1[sl], mat)
+            else:
+                resid = keys[:, sl]
+                s = torch.baddbmm(cst, resid + pe, mat)
+            n = s.shape[1]
+            p = s.view(b, n, nh, t).softmax(dim=-1).view(b, n, nh * t)
+            y = F.layer_norm(torch.baddbmm(resid, p, u), norm.normalized_shape, norm.weight,
+                             norm.bias, norm.eps)
+            new_keys[:, sl] = y
+            # the next token-to-image attention, softmax over the tiles seen so far
+            sc = torch.bmm(rows, (y + pe).transpose(1, 2)).float()  # (B, R, n)
+            tile_max = torch.maximum(run_max, sc.amax(dim=-1, keepdim=True))
+            rescale = (run_max - tile_max).exp_()
+            e = sc.sub_(tile_max).exp_()
+            run_sum = run_sum * rescale + e.sum(dim=-1, keepdim=True)
+            acc = torch.baddbmm(acc * rescale, e, y.float())
+            run_max = tile_max
+        return new_keys, acc / run_sum
 
     def __call__(self, sparse):
         """(B, T, C) sparse prompt embeddings -> (B, 3, 4h, 4w) logits, (B, 3) IoUs."""
@@ -414,31 +475,31 @@ class _FastDecoder:
         out = t2i.out_proj(t2i._recombine_heads(out)).reshape(b, n_t, -1)
         queries = first.norm2(queries + out)
         queries = first.norm3(queries + first.mlp(queries))
-        # image -> tokens, with the cached image queries
-        i2t = first.cross_attn_image_to_token
-        keys = self._image_to_tokens(i2t, self.src0, self.q1, queries + tokens, queries,
-                                     q_is_projected=True)
-        keys = F.layer_norm(keys, first.norm4.normalized_shape, first.norm4.weight,
-                            first.norm4.bias, first.norm4.eps)
-        for layer in tr.layers[1:]:
-            q = queries + tokens
-            queries = layer.norm1(queries + layer.self_attn(q=q, k=q, v=queries))
-            keys_pe = keys + self.pe
-            out = self._tokens_to_image(layer.cross_attn_token_to_image, queries + tokens, keys,
-                                        keys_pe)
-            queries = layer.norm2(queries + out)
-            queries = layer.norm3(queries + layer.mlp(queries))
-            keys = self._image_to_tokens(layer.cross_attn_image_to_token, keys, keys_pe,
-                                         queries + tokens, queries)
-            keys = layer.norm4(keys)
         # the final attention only for the tokens that are read: the IoU token and the three
         # multimask tokens (each token attends to the image independently of the others)
         s = self.s
         keep = [s] + list(range(s + 2, s + 1 + dec.num_mask_tokens))
-        queries, tokens = queries[:, keep], tokens[:, keep]
-        out = self._tokens_to_image(tr.final_attn_token_to_image, queries + tokens, keys,
-                                    keys + self.pe)
-        hs = tr.norm_final_attn(queries + out)
+        keys = None
+        for i, layer in enumerate(tr.layers):
+            # the prompt side of the next token -> image attention: the next block's
+            # self-attention, or the final attention
+            if i + 1 < len(tr.layers):
+                nxt = tr.layers[i + 1]
+                attn = nxt.cross_attn_token_to_image
+                q = queries + tokens
+                q_next = nxt.norm1(queries + nxt.self_attn(q=q, k=q, v=queries))
+                pe_next = tokens
+            else:
+                nxt = None
+                attn = tr.final_attn_token_to_image
+                q_next, pe_next = queries[:, keep], tokens[:, keep]
+            rows = self._fold_token_queries(attn, q_next + pe_next)
+            keys, r = self._image_pass(layer, keys, queries + tokens, queries, rows)
+            out = self._token_attention_output(attn, r)
+            if nxt is not None:
+                queries = nxt.norm2(q_next + out)
+                queries = nxt.norm3(queries + nxt.mlp(queries))
+        hs = tr.norm_final_attn(q_next + out)
         iou = dec.iou_prediction_head(hs[:, 0, :])[:, 1:]
         hyper = torch.stack([dec.output_hypernetworks_mlps[i](hs[:, i, :])
                              for i in range(1, dec.num_mask_tokens)], dim=1)  # (B, 3, c2)
@@ -463,10 +524,9 @@ class _FastDecoder:
         c1, c2 = self.c1, self.c2
         b, hw, _ = keys.shape
         k = hyper.shape[1]
-        masks = None  # (B, pixels, K), allocated with the dtype of the first tile (autocast)
+        masks = None  # (B, K, pixels), allocated with the dtype of the first tile (autocast)
         tile = self.tile
         for i in range(b):
-            hyper_t = hyper[i].t()
             for t0 in range(0, hw, tile):
                 t1 = min(hw, t0 + tile)
                 up = torch.addmm(self.f1[t0:t1], keys[i, t0:t1], self.w_up1)
@@ -474,11 +534,14 @@ class _FastDecoder:
                 up = self._gelu_(up, act1)
                 up = torch.addmm(self.f0[4 * t0:4 * t1], up, self.w_up2)
                 up = self._gelu_(up, act2)  # ([i, j, a1, b1], [a2, b2, c2])
-                part = torch.mm(up.view(-1, c2), hyper_t)
+                part = torch.mm(hyper[i], up.view(-1, c2).t())  # (K, [i, j, a1, b1, a2, b2])
                 if masks is None:
-                    masks = part.new_empty(b, hw * 16, k)
-                masks[i, 16 * t0:16 * t1] = part
-        masks = masks.view(b, h, w, 2, 2, 2, 2, k).permute(0, 7, 1, 3, 5, 2, 4, 6)
+                    masks = part.new_empty(b, k, hw * 16)
+                masks[i, :, 16 * t0:16 * t1] = part
+        # pixels [i, j, a1, b1, a2, b2] -> row 4i + 2a1 + a2, column 4j + 2b1 + b2, in two
+        # transposes that move blocks of 4 and 2 values (one 8-D permute moves single values)
+        masks = masks.view(b * k * h, w, 2, 2, 4).permute(0, 2, 1, 3, 4).contiguous()
+        masks = masks.view(b * k * h * 2, w * 2, 2, 2).permute(0, 2, 1, 3)
         return masks.reshape(b, k, 4 * h, 4 * w)
 
     def _gelu_(self, x, act):

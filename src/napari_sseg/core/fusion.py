@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -443,32 +444,47 @@ def iter_hybrid_expand(
     accepted: list[tuple[int, float, MaskCrop]] = []
     stats = {"accepted": 0, "trimmed": 0, "low_iou": 0, "misses_point": 0, "other_classes": 0,
              "empty": 0}
-    t_model = t_select = 0.0
-    for b in range(n_batches):
-        sel = slice(bounds[b], bounds[b + 1])
-        yield Progress(1 + b, total, f"masks for points {sel.start + 1}-{sel.stop} of {p}")
-        t0 = time.perf_counter()
-        cands: Candidates = proposer.predict(coords[sel], negatives[sel])
-        t1 = time.perf_counter()
-        t_model += t1 - t0
-        for j, i in enumerate(range(sel.start, sel.stop)):
-            choice = choose_candidate(cands.logits[j], cands.iou[j], i, rows, cols, labels,
-                                      (m, n), hopts)
-            if choice.index < 0:
-                for r in set(choice.reasons):
-                    stats[r] += 1
-                continue
-            crop = upsample_crop(choice.logits, (m, n))
-            if crop is None:
-                stats["empty"] += 1
-                continue
-            stats["accepted"] += 1
-            stats["trimmed"] += int(choice.trimmed)
-            quality = float(np.clip(cands.iou[j, choice.index], 0, 1))
-            accepted.append((int(labels[i]), quality, crop))
-        t_select += time.perf_counter() - t1
-    timings["decoding"] = t_model + t_select
-    timings["decoding_model"] = t_model
+    t_wait = t_select = 0.0
+    t0 = time.perf_counter()
+    # the proposer decodes the next batch in a background thread while this one chooses among
+    # the candidates of the current batch (numpy work that would otherwise leave cores idle)
+    with ThreadPoolExecutor(1, thread_name_prefix="sseg-propose") as pool:
+
+        def submit(b):
+            sel = slice(bounds[b], bounds[b + 1])
+            return pool.submit(proposer.predict, coords[sel], negatives[sel])
+
+        pending = submit(0)
+        try:
+            for b in range(n_batches):
+                sel = slice(bounds[b], bounds[b + 1])
+                yield Progress(1 + b, total, f"masks for points {sel.start + 1}-{sel.stop} of {p}")
+                t1 = time.perf_counter()
+                cands: Candidates = pending.result()
+                t2 = time.perf_counter()
+                t_wait += t2 - t1
+                pending = submit(b + 1) if b + 1 < n_batches else None
+                for j, i in enumerate(range(sel.start, sel.stop)):
+                    choice = choose_candidate(cands.logits[j], cands.iou[j], i, rows, cols,
+                                              labels, (m, n), hopts)
+                    if choice.index < 0:
+                        for r in set(choice.reasons):
+                            stats[r] += 1
+                        continue
+                    crop = upsample_crop(choice.logits, (m, n))
+                    if crop is None:
+                        stats["empty"] += 1
+                        continue
+                    stats["accepted"] += 1
+                    stats["trimmed"] += int(choice.trimmed)
+                    quality = float(np.clip(cands.iou[j, choice.index], 0, 1))
+                    accepted.append((int(labels[i]), quality, crop))
+                t_select += time.perf_counter() - t2
+        finally:  # closed early (cancelled): do not start a batch nobody will read
+            if pending is not None:
+                pending.cancel()
+    timings["decoding"] = time.perf_counter() - t0
+    timings["decoding_wait"] = t_wait
     timings["decoding_choice"] = t_select
 
     yield Progress(1 + n_batches, total, "settling conflicts between classes")
