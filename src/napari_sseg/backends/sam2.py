@@ -566,9 +566,9 @@ class SAM2Proposer:
     sam_model : torch.nn.Module, optional
         An already built SAM2 model (tests and benchmarks use random-weight models).
     batch_size : int, optional
-        Prompts decoded together in one mask-decoder call. Default: 1 on the CPU (the decoder's
-        intermediates then stay in the CPU cache; the CPU cores are used by ``workers``), 8 on
-        a GPU.
+        Most prompts decoded together in one mask-decoder call. Default: 4 on the CPU (the
+        prompts of one call are split into nearly equal batches, as many as the ``workers`` or
+        a multiple of them), 8 on a GPU.
     memory_cache : int
         Embeddings kept in memory.
     fast_decoder : bool
@@ -606,7 +606,7 @@ class SAM2Proposer:
         self.sam = sam_model
         self.device = str(next(sam_model.parameters()).device.type)
         if batch_size is None:
-            batch_size = 1 if self.device == "cpu" else 8
+            batch_size = 4 if self.device == "cpu" else 8
         self.batch_size = max(1, int(batch_size))
         self.workers = None if workers is None else max(1, int(workers))
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
@@ -825,6 +825,8 @@ class SAM2Proposer:
         # SAM2 does not mask padding ("not a point") tokens out of attention, so prompts are
         # batched only with prompts of the same length: results equal one-by-one decoding.
         counts = np.array([g.shape[0] for g in negs])
+        workers = self.workers if self.workers is not None else torch.get_num_threads()
+        workers = max(1, workers) if self.device == "cpu" else 1
         jobs = []
         for k in np.unique(counts):
             members = np.flatnonzero(counts == k)
@@ -835,8 +837,11 @@ class SAM2Proposer:
             labels = np.zeros((members.size, 1 + k), dtype=np.int32)
             labels[:, 0] = 1
             coords = self.prompt_coordinates(rc)
-            for start in range(0, members.size, self.batch_size):
-                stop = min(members.size, start + self.batch_size)
+            # batches of nearly equal sizes, a multiple of the workers in number when possible
+            n_jobs = -(-members.size // self.batch_size)
+            n_jobs = min(members.size, -(-n_jobs // workers) * workers)
+            bounds = [j * members.size // n_jobs for j in range(n_jobs + 1)]
+            for start, stop in zip(bounds[:-1], bounds[1:]):
                 jobs.append((members[start:stop], coords[start:stop], labels[start:stop]))
         side = 4 * int(self._features["image_embed"].shape[-1])
         logits_out = np.empty((b, 3, side, side), dtype=np.float32)
@@ -848,8 +853,7 @@ class SAM2Proposer:
             logits_out[rows] = low
             iou_out[rows] = iou
 
-        workers = self.workers if self.workers is not None else torch.get_num_threads()
-        workers = min(workers, len(jobs)) if self.device == "cpu" else 1
+        workers = min(workers, len(jobs))
         if workers <= 1:
             for job in jobs:
                 decode(job)
