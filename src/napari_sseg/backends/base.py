@@ -157,48 +157,30 @@ def _grid_positions(coords: np.ndarray, n_out: int, n_in: int):
     return i0, i1, (src - i0)
 
 
-def _runs(i0: np.ndarray, i1: np.ndarray):
-    """Runs of consecutive output pixels with the same pair of source cells along one axis."""
-    change = np.flatnonzero((i0[1:] != i0[:-1]) | (i1[1:] != i1[:-1])) + 1
-    starts = np.concatenate([[0], change])
-    counts = np.diff(np.concatenate([starts, [i0.size]]))
-    return starts, counts
+def _threshold_bilinear(logits, rows, cols, threshold) -> np.ndarray:
+    """``bilinear(logits) > threshold`` on an output box.
 
-
-def _threshold_bilinear(logits, on, rows, cols, threshold) -> np.ndarray:
-    """``bilinear(logits) > threshold`` on an output box, interpolating near the boundary only.
-
-    Output pixels whose four source cells lie all above (all not above) the threshold are in
-    (out of) the mask: a convex combination stays on their side. Pixels are grouped in blocks
-    with the same four source cells; the blocks with mixed cells (along the mask's boundary) are
-    interpolated exactly, the others are filled from the cell signs.
+    Columns are interpolated first, on the small grid (grid rows x box columns); the box rows
+    are then whole-row gathers of that array, in strips of about a million pixels.
     """
     i0, i1, fr = rows
     j0, j1, fc = cols
-    rs, rn = _runs(i0, i1)
-    cs, cn = _runs(j0, j1)
-    a0, a1, b0, b1 = i0[rs], i1[rs], j0[cs], j1[cs]
-    top, bot = on[a0], on[a1]
-    corners = (top[:, b0], top[:, b1], bot[:, b0], bot[:, b1])
-    inside = corners[0] & corners[1] & corners[2] & corners[3]
-    outside = ~(corners[0] | corners[1] | corners[2] | corners[3])
-    mask = np.repeat(np.repeat(inside, rn, axis=0), cn, axis=1)
-    mixed_r, mixed_c = np.nonzero(~(inside | outside))
-    # every pixel of each mixed block: offsets up to the longest run, invalid ones dropped;
-    # about a million pixels at a time, so that memory stays bounded on huge images
-    dr = np.arange(rn.max())[None, :, None]
-    dc = np.arange(cn.max())[None, None, :]
-    step = max(1, (1 << 20) // (dr.size * dc.size))
-    for k in range(0, mixed_r.size, step):
-        ur, uc = mixed_r[k:k + step, None, None], mixed_c[k:k + step, None, None]
-        ok = (dr < rn[ur]) & (dc < cn[uc])
-        rr, cc = np.broadcast_arrays(rs[ur] + dr, cs[uc] + dc)
-        rr, cc = rr[ok], cc[ok]
-        # the same float32 operations, in the same order, as a full bilinear resize
-        f, g = fr[rr], fc[cc]
-        lo = logits[i0[rr], j0[cc]] * (1 - f) + logits[i1[rr], j0[cc]] * f
-        hi = logits[i0[rr], j1[cc]] * (1 - f) + logits[i1[rr], j1[cc]] * f
-        mask[rr, cc] = (lo + (hi - lo) * g) > threshold
+    g0, g1 = int(i0.min()), int(i1.max()) + 1
+    sub = logits[g0:g1]
+    across = sub[:, j0] * (1 - fc) + sub[:, j1] * fc  # (grid rows, box columns)
+    # difference to the next grid row (zero on the last one, where i1 == i0)
+    down = np.zeros_like(across)
+    np.subtract(across[1:], across[:-1], out=down[:-1])
+    r0 = i0 - g0
+    f = np.where(i1 == i0, np.float32(0), fr)[:, None]
+    mask = np.empty((i0.size, j0.size), dtype=bool)
+    step = max(1, (1 << 20) // max(1, j0.size))
+    for a in range(0, i0.size, step):
+        r = slice(a, a + step)
+        v = down[r0[r]]
+        v *= f[r]
+        v += across[r0[r]]
+        np.greater(v, threshold, out=mask[r])
     return mask
 
 
@@ -254,9 +236,8 @@ def upsample_crop(
     MaskCrop or None
         None when no pixel is in the mask. Only the box around the grid cells above threshold
         (grown by one cell, where bilinear values can still be above it) is computed, so memory
-        stays proportional to the mask's box, never to (K, M, N); inside it, only the pixels
-        near the mask's boundary are interpolated (in float32), the others take the side of
-        their four grid cells.
+        stays proportional to the mask's box, never to (K, M, N); the interpolation runs in
+        float32, in strips of about a million pixels.
     """
     logits = np.asarray(logits, dtype=np.float32)
     h, w = logits.shape
@@ -277,9 +258,8 @@ def upsample_crop(
     c_stop = min(n, int(np.ceil((k1 + 0.5) * sc + 0.5)) + 1)
     if r_stop <= r_start or c_stop <= c_start:  # pragma: no cover - guarded by `on.any()`
         return None
-    i0, i1, fr = _axis_weights(m, h, r_start, r_stop)
-    j0, j1, fc = _axis_weights(n, w, c_start, c_stop)
-    mask = _threshold_bilinear(logits, on, (i0, i1, fr), (j0, j1, fc), threshold)
+    mask = _threshold_bilinear(logits, _axis_weights(m, h, r_start, r_stop),
+                               _axis_weights(n, w, c_start, c_stop), threshold)
     if not mask.any():
         return None
     rr = np.flatnonzero(mask.any(axis=1))
