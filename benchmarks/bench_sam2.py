@@ -63,12 +63,26 @@ def _points(gt, n, seed=0):
     return PointSet(np.c_[rr[pick], cc[pick]], gt[rr[pick], cc[pick]].astype(np.int64))
 
 
+def median_run(img, pts, proposer, repeats):
+    """Expand ``repeats`` times (``min_iou=0``): the median run's time after the embedding,
+    its timings and its info."""
+    from napari_sseg.core.fusion import HybridOptions, iter_hybrid_expand
+    from napari_sseg.core.progress import run_generator
+
+    runs = []
+    for _ in range(repeats):
+        res = run_generator(iter_hybrid_expand(img, pts, proposer,
+                                               hybrid=HybridOptions(min_iou=0.0)))
+        t = res.info["timings"]
+        runs.append((t["decoding"] + t["conflicts"] + t["fill"], t, res.info))
+    runs.sort(key=lambda run: run[0])
+    return runs[len(runs) // 2]
+
+
 def timing_rows(repeats: int):
     import torch
 
     from napari_sseg.backends.sam2 import SAM2Proposer, build_sam2_model
-    from napari_sseg.core.fusion import HybridOptions, iter_hybrid_expand
-    from napari_sseg.core.progress import run_generator
 
     torch.manual_seed(0)
     model = build_sam2_model("tiny", device="cpu")
@@ -82,14 +96,7 @@ def timing_rows(repeats: int):
         embed = time.perf_counter() - t0
         for n in (25, 100):
             pts = _points(g, n)
-            runs = []
-            for _ in range(repeats):
-                res = run_generator(iter_hybrid_expand(img, pts, proposer,
-                                                       hybrid=HybridOptions(min_iou=0.0)))
-                t = res.info["timings"]
-                runs.append((t["decoding"] + t["conflicts"] + t["fill"], t, res.info))
-            runs.sort(key=lambda run: run[0])
-            after, t, info = runs[len(runs) // 2]  # the median run
+            after, t, info = median_run(img, pts, proposer, repeats)
             rows.append({
                 "size": f"{side}x{side}", "points": n, "embedding": embed,
                 "decode_wait": t["decoding_wait"], "decode_choice": t["decoding_choice"],

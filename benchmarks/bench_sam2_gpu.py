@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_sam2 import _points, median_run  # the same points and runs as on the CPU
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "aerial_dubai"
@@ -47,15 +48,6 @@ def _load_tile(data: Path):
     else:
         img, mask = sorted((data / "images").glob(f"{STEM}.*"))[0], data / "masks" / f"{STEM}.png"
     return np.asarray(Image.open(img).convert("RGB")), np.asarray(Image.open(mask))
-
-
-def _points(gt, n, seed=0):
-    from napari_sseg.core.points import PointSet
-
-    rng = np.random.default_rng(seed)
-    rr, cc = np.nonzero(gt != 255)
-    pick = rng.choice(rr.size, n, replace=False)
-    return PointSet(np.c_[rr[pick], cc[pick]], gt[rr[pick], cc[pick]].astype(np.int64))
 
 
 def _timed_embedding(proposer, rgb, repeats):
@@ -141,14 +133,7 @@ def run(data: Path, models, repeats):
                 run_generator(iter_hybrid_expand(img, pts, proposer,
                                                  hybrid=HybridOptions(min_iou=0.0)))  # warm-up
                 torch.cuda.reset_peak_memory_stats()
-                runs = []
-                for _ in range(repeats):
-                    res = run_generator(iter_hybrid_expand(img, pts, proposer,
-                                                           hybrid=HybridOptions(min_iou=0.0)))
-                    t = res.info["timings"]
-                    runs.append((t["decoding"] + t["conflicts"] + t["fill"], t, res.info))
-                runs.sort(key=lambda r: r[0])
-                after, t, info = runs[len(runs) // 2]
+                after, t, info = median_run(img, pts, proposer, repeats)
                 rows.append({
                     "model": name, "size": f"{side}x{side}", "points": n, "embedding": embed,
                     "decoding": t["decoding"], "per_point_ms": 1000 * t["decoding"] / n,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from napari.layers import Image, Labels, Points
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QTimer
 from qtpy.QtGui import QStandardItemModel
 from qtpy.QtWidgets import (
     QCheckBox,

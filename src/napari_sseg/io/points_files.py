@@ -48,7 +48,7 @@ import numpy as np
 
 from ..core.points import PointSet
 from .atomic import atomic_write_json, atomic_write_text
-from .classes import ClassTable, classes_from_items, parse_colour, read_classes
+from .classes import ClassTable, classes_from_items, read_classes
 
 __all__ = [
     "PointsFile",
