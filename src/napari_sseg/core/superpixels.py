@@ -84,10 +84,12 @@ def slic_superpixels(
     by segmenting the whole image and cutting every superpixel at the mask boundary into its
     connected pieces inside the mask.
     """
+    # slic rescales the features to [0, 1] by their overall range: rescale the compactness too
+    span = float(features.max() - features.min()) if features.size else 0.0
     seg = slic(
         features,
         n_segments=max(1, int(n_segments)),
-        compactness=compactness,
+        compactness=compactness / span if span > 0 else compactness,
         channel_axis=-1,
         convert2lab=False,
         start_label=1,
