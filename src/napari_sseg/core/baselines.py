@@ -55,7 +55,9 @@ def slic_segments(image: np.ndarray, n_segments: int) -> np.ndarray:
     """
     img = normalized_float(image)
     rgb = img.shape[2] == 3
-    return slic(img if rgb else img * 100, n_segments=n_segments, compactness=10,
+    # skimage rescales the image to [0, 1] before segmenting; CIELAB then spans about 0-100,
+    # other channels 0-1, so compactness 10 on the CIELAB scale is 0.1 on theirs
+    return slic(img, n_segments=n_segments, compactness=10 if rgb else 0.1,
                 channel_axis=-1, convert2lab=rgb, start_label=0)
 
 
