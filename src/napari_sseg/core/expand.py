@@ -13,11 +13,10 @@ inside the region still to be labelled). Two experts then score every class:
 
 The experts are combined as a weighted product. The weights (and which appearance model) are
 chosen per image by cross-validation over the labelled points themselves: each fold of points is
-predicted from the others, and a spatially led combination is kept unless another one reaches a
-clearly higher held-out mIoU. Thin structures (membranes in EM) thus rely on appearance, large
-textured objects (coral) on the graph. Probabilities are brought back to full resolution in
-strips; the winning class and its probability (the confidence) are returned. Only the points
-(and ``known`` pixels) are used.
+predicted from the others, and the combination with the best class-balanced held-out accuracy
+wins. Thin structures (membranes in EM) thus rely on appearance, large textured objects (coral)
+on the graph. Probabilities are brought back to full resolution in strips; the winning class and
+its probability (the confidence) are returned. Only the points (and ``known`` pixels) are used.
 """
 
 from __future__ import annotations
@@ -74,30 +73,28 @@ class ExpandOptions:
     superpixel_size : float
         Mean superpixel area in working-resolution pixels.
     compactness : float
-        SLIC compactness on the CIELAB-like scale.
+        SLIC compactness (on scikit-image's rescaled [0, 1] feature scale, see
+        :func:`~napari_sseg.core.superpixels.slic_superpixels`).
     colour_weight : float
         Weight of colour difference against spatial step in the region graph's edge cost.
     context_scales : tuple of float
         Wider Gaussian scales (working pixels) of the appearance features' colour context.
     cv_folds : int
         Folds of the cross-validation that picks the expert weights.
-    candidate_weights : tuple of (float, float)
-        Candidate (spatial, appearance) weights of the two experts (the spatial one acts as an
-        inverse temperature); the first, spatially led one is the prior choice.
-    prior_margin : float
-        Held-out mIoU by which another candidate must beat the first one to be chosen.
+    spatial_weights, appearance_weights : tuple of float
+        Candidate weights of the two experts (the spatial one acts as an inverse temperature).
     default_weights : (float, float, int)
         Spatial weight, appearance weight and appearance model used with fewer than 6 points.
     """
 
     max_work_pixels: int = 400_000
     superpixel_size: float = 150.0
-    compactness: float = 40.0
+    compactness: float = 10.0
     colour_weight: float = 3.0
     cv_folds: int = 5
     context_scales: tuple[float, ...] = (8.0,)
-    candidate_weights: tuple[tuple[float, float], ...] = ((0.5, 0.25), (0.0, 0.5), (0.0, 1.0))
-    prior_margin: float = 0.1
+    spatial_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)
+    appearance_weights: tuple[float, ...] = (0.0, 0.5, 1.0)
     default_weights: tuple[float, float, int] = (1.0, 0.5, 0)
 
 
@@ -332,11 +329,9 @@ def _training_pixels(pixfeat, pr, pc, ci, decided, *, per_class=2000):
 def _choose_weights(experts, pixfeat, regions, pr, pc, ci, n_classes, opts):
     """Pick the mixing weights of the spatial and appearance experts by cross-validation.
 
-    The labelled points are split into folds; each fold is predicted from the others. Every
-    candidate (spatial weight, appearance weight, appearance model) is scored by the mIoU of
-    its held-out predictions (ties go to the higher held-out likelihood). The first, spatially
-    led candidate keeps the choice unless another beats it by ``opts.prior_margin``: with a few
-    points per class the held-out mIoU is noisy, and the graph is the safer expert.
+    The labelled points are split into folds; each fold is predicted from the others. The
+    combination (spatial weight, appearance weight, appearance model) with the best
+    class-balanced held-out accuracy wins; ties go to the higher held-out likelihood.
     """
     n = len(ci)
     if n < 6 or n_classes < 2:
@@ -352,22 +347,22 @@ def _choose_weights(experts, pixfeat, regions, pr, pc, ci, n_classes, opts):
         for j, model in enumerate(models):
             if model is not None:
                 held_app[j, test] = model.log_proba(pixfeat[pr[test], pc[test]])
-    present = np.bincount(ci, minlength=n_classes) > 0
     best, best_key = opts.default_weights, None
-    for k, (wsp, wap) in enumerate(opts.candidate_weights):
-        for j in range(2 if wap > 0 else 1):
-            z = wsp * held_sp + wap * held_app[j]
-            z -= z.max(axis=1, keepdims=True)
-            logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-            conf = np.zeros((n_classes, n_classes))
-            np.add.at(conf, (ci, z.argmax(axis=1)), 1.0)
-            tp = np.diag(conf)
-            union = conf.sum(axis=0) + conf.sum(axis=1) - tp
-            miou = np.mean(tp[present] / union[present])
-            ll = np.mean(np.maximum(logp[np.arange(n), ci], -10))
-            key = (round(miou + (opts.prior_margin if k == 0 else 0.0), 6), ll)
-            if best_key is None or key > best_key:
-                best, best_key = (wsp, wap, j), key
+    counts = np.bincount(ci, minlength=n_classes).astype(np.float64)
+    for wsp in opts.spatial_weights:
+        for wap in opts.appearance_weights:
+            for j in range(2 if wap > 0 else 1):
+                if wsp == 0 and wap == 0:
+                    continue
+                z = wsp * held_sp + wap * held_app[j]
+                z -= z.max(axis=1, keepdims=True)
+                logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+                hit = (z.argmax(axis=1) == ci).astype(np.float64)
+                bacc = np.sum(hit / counts[ci]) / np.count_nonzero(counts)
+                ll = np.mean(np.maximum(logp[np.arange(n), ci], -10))
+                key = (round(bacc, 6), ll)
+                if best_key is None or key > best_key:
+                    best, best_key = (wsp, wap, j), key
     return best
 
 

@@ -303,10 +303,10 @@ class _State:
         self.nfeats = self.feats
         if proposals is None:
             k = max(self.opts.min_regions, int(round(self.opts.regions_per_point * n_total)))
-            # nearly regular regions (high compactness): colour-adherent superpixels (10)
-            # made the suggestions worse than random points on coral at 25 points (-9 mIoU,
-            # benchmarks/bench_suggest.py), regular ones better (+6)
-            seg = slic_superpixels(self.feats, n_segments=k, compactness=1000.0)
+            # nearly regular regions (see slic_superpixels on the compactness scale):
+            # colour-adherent superpixels made the suggestions worse than random points on
+            # coral at 25 points (-9 mIoU in benchmarks/bench_suggest.py)
+            seg = slic_superpixels(self.feats, n_segments=k, compactness=10.0)
             label_img, _ = relabel_sequential(seg)
             masks: Iterable[np.ndarray] | None = None
         elif isinstance(proposals, np.ndarray) and np.issubdtype(proposals.dtype, np.integer):
