@@ -13,10 +13,11 @@ inside the region still to be labelled). Two experts then score every class:
 
 The experts are combined as a weighted product. The weights (and which appearance model) are
 chosen per image by cross-validation over the labelled points themselves: each fold of points is
-predicted from the others, and the combination with the best class-balanced held-out accuracy
-wins. Thin structures (membranes in EM) thus rely on appearance, large textured objects (coral)
-on the graph. Probabilities are brought back to full resolution in strips; the winning class and
-its probability (the confidence) are returned. Only the points (and ``known`` pixels) are used.
+predicted from the others, and the combination with the best held-out mIoU (over the points'
+classes) wins. Thin structures (membranes in EM) thus rely on appearance, large textured objects
+(coral) on the graph. Probabilities are brought back to full resolution in strips; the winning
+class and its probability (the confidence) are returned. Only the points (and ``known`` pixels)
+are used.
 """
 
 from __future__ import annotations
@@ -330,8 +331,10 @@ def _choose_weights(experts, pixfeat, regions, pr, pc, ci, n_classes, opts):
     """Pick the mixing weights of the spatial and appearance experts by cross-validation.
 
     The labelled points are split into folds; each fold is predicted from the others. The
-    combination (spatial weight, appearance weight, appearance model) with the best
-    class-balanced held-out accuracy wins; ties go to the higher held-out likelihood.
+    combination (spatial weight, appearance weight, appearance model) with the best held-out
+    mIoU over the points' classes wins (class-balanced accuracy, used before, rewarded
+    appearance-only fits that spread rare classes over the image); ties go to the higher
+    held-out likelihood.
     """
     n = len(ci)
     if n < 6 or n_classes < 2:
@@ -348,7 +351,7 @@ def _choose_weights(experts, pixfeat, regions, pr, pc, ci, n_classes, opts):
             if model is not None:
                 held_app[j, test] = model.log_proba(pixfeat[pr[test], pc[test]])
     best, best_key = opts.default_weights, None
-    counts = np.bincount(ci, minlength=n_classes).astype(np.float64)
+    present = np.bincount(ci, minlength=n_classes) > 0
     for wsp in opts.spatial_weights:
         for wap in opts.appearance_weights:
             for j in range(2 if wap > 0 else 1):
@@ -357,10 +360,14 @@ def _choose_weights(experts, pixfeat, regions, pr, pc, ci, n_classes, opts):
                 z = wsp * held_sp + wap * held_app[j]
                 z -= z.max(axis=1, keepdims=True)
                 logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-                hit = (z.argmax(axis=1) == ci).astype(np.float64)
-                bacc = np.sum(hit / counts[ci]) / np.count_nonzero(counts)
+                # held-out mIoU over the classes of the points (their confusion matrix)
+                conf = np.zeros((n_classes, n_classes))
+                np.add.at(conf, (ci, z.argmax(axis=1)), 1.0)
+                tp = np.diag(conf)
+                union = conf.sum(axis=0) + conf.sum(axis=1) - tp
+                miou = np.mean(tp[present] / union[present])
                 ll = np.mean(np.maximum(logp[np.arange(n), ci], -10))
-                key = (round(bacc, 6), ll)
+                key = (round(miou, 6), ll)
                 if best_key is None or key > best_key:
                     best, best_key = (wsp, wap, j), key
     return best
