@@ -144,6 +144,32 @@ def test_worker_threads_decode_like_the_calling_thread(tiny, asym_image):
     assert torch.get_num_threads() == threads  # the workers' single-thread setting is undone
 
 
+def test_predict_batches_equal_predict_and_stop_reading_when_closed(tiny, asym_image):
+    proposer = SAM2Proposer("tiny", sam_model=tiny, batch_size=1, workers=2)
+    proposer.set_image(asym_image)
+    pts = np.array([[10.0, 10.0], [150.0, 300.0], [190.0, 510.0], [60.0, 90.0], [100.0, 200.0]])
+    batches = [(pts[:2], None), (pts[2:3], [pts[:2]]), (pts[3:], [pts[:1], np.zeros((0, 2))])]
+    streamed = list(proposer.predict_batches(batches))
+    assert len(streamed) == 3
+    for (p, n), got in zip(batches, streamed):
+        one = proposer.predict(p, n)
+        assert got.logits.shape == (len(p), 3, 256, 256)
+        np.testing.assert_allclose(got.logits, one.logits, atol=1e-4)
+        np.testing.assert_allclose(got.iou, one.iou, atol=1e-5)
+    # a consumer that stops after the first batch: only the batches queued ahead were read
+    read = []
+
+    def source():
+        for i, batch in enumerate(batches * 4):
+            read.append(i)
+            yield batch
+
+    stream = proposer.predict_batches(source())
+    next(stream)
+    stream.close()
+    assert len(read) == 4  # the first batch and the three queued behind it, of 12
+
+
 def test_checkpoint_round_trip_through_the_loader(tiny, checkpoint_file, monkeypatch, tmp_path):
     loaded = load_sam2_model("tiny", checkpoint_file, device="cpu")
     assert _model_fingerprint(loaded) == _model_fingerprint(tiny)

@@ -18,7 +18,8 @@ proposer may return a grid of the image's own shape, in which case nothing is in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -29,6 +30,7 @@ __all__ = [
     "CheckpointError",
     "MaskCrop",
     "MaskProposer",
+    "iter_candidates",
     "sample_grid",
     "upsample_crop",
 ]
@@ -75,6 +77,10 @@ class Candidates:
 class MaskProposer(Protocol):
     """What the hybrid expansion needs from a promptable segmenter.
 
+    A proposer may also offer ``predict_batches(batches)``, an iterator of :class:`Candidates`
+    for a sequence of ``(points_rc, negatives_rc)`` batches that decodes ahead on its own
+    workers (see :func:`iter_candidates`).
+
     Attributes
     ----------
     name : str
@@ -107,6 +113,48 @@ class MaskProposer(Protocol):
         -------
         Candidates
         """
+
+
+def iter_candidates(
+    proposer: MaskProposer,
+    batches: Iterable[tuple[np.ndarray, Sequence[np.ndarray] | None]],
+) -> Iterator[Candidates]:
+    """Candidates for each ``(points_rc, negatives_rc)`` batch, in order, decoded ahead.
+
+    Uses the proposer's own ``predict_batches`` when it has one (the SAM2 proposer keeps its
+    worker threads busy across batches); otherwise one background thread predicts the next batch
+    while the caller works on the current one. Closing the iterator early starts no further batch.
+
+    Parameters
+    ----------
+    proposer : MaskProposer
+    batches : iterable of (points_rc, negatives_rc)
+        Arguments of :meth:`MaskProposer.predict`, one pair per batch.
+
+    Yields
+    ------
+    Candidates
+    """
+    own = getattr(proposer, "predict_batches", None)
+    if own is not None:
+        yield from own(batches)
+        return
+    todo = iter(batches)
+    with ThreadPoolExecutor(1, thread_name_prefix="sseg-propose") as pool:
+
+        def submit():
+            batch = next(todo, None)
+            return None if batch is None else pool.submit(proposer.predict, *batch)
+
+        pending = submit()
+        try:
+            while pending is not None:
+                cands = pending.result()
+                pending = submit()
+                yield cands
+        finally:  # closed early (cancelled): do not start a batch nobody will read
+            if pending is not None:
+                pending.cancel()
 
 
 @dataclass(frozen=True)

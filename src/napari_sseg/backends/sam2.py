@@ -29,8 +29,9 @@ import logging
 import os
 import sys
 import tempfile
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -389,8 +390,9 @@ class _FastDecoder:
         ----------
         layer : TwoWayAttentionBlock
             The block whose ``cross_attn_image_to_token`` and ``norm4`` update the image tokens.
-        keys : (B, HW, C) tensor or None
-            Image tokens entering the block; None for the first block (cached input).
+        keys : list of ((B, n, C), (B, n, C)) tensor pairs, or None
+            Image tokens entering the block, tile by tile, each with its sum with the positional
+            embedding; None for the first block (cached input).
         k_in, v_in : (B, T, C) tensors
             Keys (queries plus their positional embedding) and values of the prompt tokens.
         rows : (B, R, C) tensor
@@ -399,8 +401,9 @@ class _FastDecoder:
 
         Returns
         -------
-        keys : (B, HW, C) tensor
-            The updated image tokens.
+        keys : list of tensor pairs
+            The updated image tokens, tile by tile, with their positional sums (kept as tiles:
+            no copy into an image-sized tensor).
         r : (B, R, C) tensor
             ``softmax(rows (keys + pe)^T) keys``, accumulated tile by tile with a running
             maximum (the softmax of flash attention), so that every image-sized intermediate of
@@ -427,29 +430,29 @@ class _FastDecoder:
         u = (torch.einsum("bthd,chd->bhtc", vh, wo) + attn.out_proj.bias / nh).reshape(b, nh * t, -1)
         norm = layer.norm4
         hw = self.src0.shape[1]
-        new_keys = self.src0.new_empty(b, hw, self.src0.shape[2])
+        new_keys = []
         n_rows = rows.shape[1]
         # the running softmax in float32 (as autocast runs softmax), whatever the matmul dtype
         f32 = dict(dtype=torch.float32, device=rows.device)
         run_max = torch.full((b, n_rows, 1), -float("inf"), **f32)
         run_sum = torch.zeros((b, n_rows, 1), **f32)
         acc = torch.zeros((b, n_rows, rows.shape[2]), **f32)
-        for t0 in range(0, hw, self.tile):
+        for i, t0 in enumerate(range(0, hw, self.tile)):
             sl = slice(t0, min(hw, t0 + self.tile))
-            pe = self.pe[:, sl]
             if keys is None:
                 resid = self.src0[:, sl].expand(b, -1, -1)
                 s = torch.matmul(self.q1[sl], mat)
             else:
-                resid = keys[:, sl]
-                s = torch.baddbmm(cst, resid + pe, mat)
+                resid, resid_pe = keys[i]
+                s = torch.baddbmm(cst, resid_pe, mat)
             n = s.shape[1]
             p = s.view(b, n, nh, t).softmax(dim=-1).view(b, n, nh * t)
             y = F.layer_norm(torch.baddbmm(resid, p, u), norm.normalized_shape, norm.weight,
                              norm.bias, norm.eps)
-            new_keys[:, sl] = y
+            y_pe = y + self.pe[:, sl]
+            new_keys.append((y, y_pe))
             # the next token-to-image attention, softmax over the tiles seen so far
-            sc = torch.bmm(rows, (y + pe).transpose(1, 2)).float()  # (B, R, n)
+            sc = torch.bmm(rows, y_pe.transpose(1, 2)).float()  # (B, R, n)
             tile_max = torch.maximum(run_max, sc.amax(dim=-1, keepdim=True))
             rescale = (run_max - tile_max).exp_()
             e = sc.sub_(tile_max).exp_()
@@ -507,7 +510,7 @@ class _FastDecoder:
                              for i in range(1, dec.num_mask_tokens)], dim=1)  # (B, 3, c2)
         _, c, h, w = self.shape
         if not self.high_res:  # not used by the SAM2.1 configs: SAM2's own modules
-            src = keys.transpose(1, 2).reshape(b, c, h, w)
+            src = torch.cat([y for y, _ in keys], dim=1).transpose(1, 2).reshape(b, c, h, w)
             up = dec.output_upscaling(src)
             _, cu, hu, wu = up.shape
             masks = (hyper @ up.reshape(b, cu, hu * wu)).reshape(b, -1, hu, wu)
@@ -515,23 +518,24 @@ class _FastDecoder:
         return self._upscale(keys, hyper), iou
 
     def _upscale(self, keys, hyper):
-        """(B, HW, C) image tokens, (B, K, c2) hypernetwork weights -> (B, K, 4h, 4w) logits.
+        """Image tokens (tiles of :meth:`_image_pass`), (B, K, c2) hypernetwork weights ->
+        (B, K, 4h, 4w) logits.
 
-        Runs in tiles of image tokens so that the (4x and 16x larger) intermediate feature maps
-        stay in the CPU cache.
+        Runs tile by tile so that the (4x and 16x larger) intermediate feature maps stay in the
+        CPU cache.
         """
         F, torch = self._F, self._torch
         dc1, ln1, act1, dc2, act2 = self.dec.output_upscaling
         _, _, h, w = self.shape
         c1, c2 = self.c1, self.c2
-        b, hw, _ = keys.shape
-        k = hyper.shape[1]
+        b, k = hyper.shape[:2]
+        hw = h * w
         masks = None  # (B, K, pixels), allocated with the dtype of the first tile (autocast)
-        tile = self.tile
         for i in range(b):
-            for t0 in range(0, hw, tile):
-                t1 = min(hw, t0 + tile)
-                up = torch.addmm(self.f1[t0:t1], keys[i, t0:t1], self.w_up1)
+            t0 = 0
+            for y, _ in keys:
+                t1 = t0 + y.shape[1]
+                up = torch.addmm(self.f1[t0:t1], y[i], self.w_up1)
                 up = F.layer_norm(up.view(-1, c1), (c1,), ln1.weight, ln1.bias, ln1.eps)
                 up = self._gelu_(up, act1)
                 up = torch.addmm(self.f0[4 * t0:4 * t1], up, self.w_up2)
@@ -540,6 +544,7 @@ class _FastDecoder:
                 if masks is None:
                     masks = part.new_empty(b, k, hw * 16)
                 masks[i, :, 16 * t0:16 * t1] = part
+                t0 = t1
         # pixels [i, j, a1, b1, a2, b2] -> row 4i + 2a1 + a2, column 4j + 2b1 + b2, in two
         # transposes that move blocks of 4 and 2 values (one 8-D permute moves single values)
         masks = masks.view(b * k * h, w, 2, 2, 4).permute(0, 2, 1, 3, 4).contiguous()
@@ -811,24 +816,88 @@ class SAM2Proposer:
         Candidates
             ``logits`` (B, 3, 256, 256) clamped to [-32, 32] as SAM2 does, ``iou`` (B, 3).
         """
+        stream = self.predict_batches([(points_rc, negatives_rc)])
+        try:
+            return next(stream)
+        finally:
+            stream.close()
+
+    def predict_batches(
+        self,
+        batches: Iterable[tuple[np.ndarray, Sequence[np.ndarray] | None]],
+    ) -> Iterator[Candidates]:
+        """:meth:`predict` for a sequence of batches, decoding ahead while the caller works.
+
+        The prompts of every batch are split into decoder jobs that the worker threads take in
+        order, with no barrier between batches: while the caller handles one batch, the workers
+        decode the next two (a batch is read from ``batches`` when its jobs are queued). Closing
+        the iterator early cancels the jobs not yet started.
+
+        Parameters
+        ----------
+        batches : iterable of (points_rc, negatives_rc)
+            Arguments of :meth:`predict`, one pair per batch.
+
+        Yields
+        ------
+        Candidates
+            One per batch, in order.
+        """
         if self._features is None:
             raise RuntimeError("set_image must be called before predicting masks")
         torch = self._mods.torch
+        workers = self.workers if self.workers is not None else torch.get_num_threads()
+        workers = max(1, workers) if self.device == "cpu" else 1
+        saved = torch.get_num_threads()
+        # intra-op threads of each worker thread: one when several decode in parallel, else
+        # the caller's setting (a new thread does not inherit it)
+        threads = 1 if workers > 1 else saved
+
+        def decode(job) -> None:
+            rows, c, lab, logits_out, iou_out = job
+            torch.set_num_threads(threads)
+            low, iou = self._decode(c, lab)
+            logits_out[rows] = low
+            iou_out[rows] = iou
+
+        todo = iter(batches)
+        queued: deque = deque()  # (Candidates, futures) of the batches handed to the workers
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="sam2-decode")
+        try:
+
+            def queue_next() -> None:
+                batch = next(todo, None)
+                if batch is not None:
+                    logits, iou, jobs = self._plan(*batch, workers)
+                    queued.append((logits, iou, [pool.submit(decode, job) for job in jobs]))
+
+            for _ in range(3):
+                queue_next()
+            while queued:
+                logits, iou, futures = queued.popleft()
+                for f in futures:
+                    f.result()
+                queue_next()
+                yield Candidates(logits=logits, iou=iou, image_shape=self._image_shape)
+        finally:  # also when closed early: drop the jobs not started, wait for the running ones
+            pool.shutdown(wait=True, cancel_futures=True)
+            torch.set_num_threads(saved)
+
+    def _plan(self, points_rc, negatives_rc, workers: int):
+        """Check one batch: its output arrays (logits, IoUs) and the decoder jobs filling them."""
         pts = np.asarray(points_rc, dtype=np.float64).reshape(-1, 2)
         b = pts.shape[0]
-        if b == 0:
-            return Candidates(np.zeros((0, 3, 256, 256), np.float32), np.zeros((0, 3), np.float32),
-                              self._image_shape)
         if negatives_rc is None:
             negatives_rc = [np.zeros((0, 2))] * b
         if len(negatives_rc) != b:
             raise ValueError(f"need one negatives array per point: {len(negatives_rc)} for {b}")
         negs = [np.asarray(g, dtype=np.float64).reshape(-1, 2) for g in negatives_rc]
+        side = 4 * int(self._features["image_embed"].shape[-1])
+        logits_out = np.empty((b, 3, side, side), dtype=np.float32)
+        iou_out = np.empty((b, 3), dtype=np.float32)
         # SAM2 does not mask padding ("not a point") tokens out of attention, so prompts are
         # batched only with prompts of the same length: results equal one-by-one decoding.
-        counts = np.array([g.shape[0] for g in negs])
-        workers = self.workers if self.workers is not None else torch.get_num_threads()
-        workers = max(1, workers) if self.device == "cpu" else 1
+        counts = np.array([g.shape[0] for g in negs], dtype=np.int64)
         jobs = []
         for k in np.unique(counts):
             members = np.flatnonzero(counts == k)
@@ -839,37 +908,11 @@ class SAM2Proposer:
             labels = np.zeros((members.size, 1 + k), dtype=np.int32)
             labels[:, 0] = 1
             coords = self.prompt_coordinates(rc)
-            # batches of nearly equal sizes, a multiple of the workers in number when possible
+            # jobs of nearly equal sizes, a multiple of the workers in number when possible
             n_jobs = -(-members.size // self.batch_size)
             n_jobs = min(members.size, -(-n_jobs // workers) * workers)
             bounds = [j * members.size // n_jobs for j in range(n_jobs + 1)]
             for start, stop in zip(bounds[:-1], bounds[1:]):
-                jobs.append((members[start:stop], coords[start:stop], labels[start:stop]))
-        side = 4 * int(self._features["image_embed"].shape[-1])
-        logits_out = np.empty((b, 3, side, side), dtype=np.float32)
-        iou_out = np.empty((b, 3), dtype=np.float32)
-
-        def decode(job) -> None:
-            rows, c, lab = job
-            low, iou = self._decode(c, lab)
-            logits_out[rows] = low
-            iou_out[rows] = iou
-
-        workers = min(workers, len(jobs))
-        if workers <= 1:
-            for job in jobs:
-                decode(job)
-        else:
-            from concurrent.futures import ThreadPoolExecutor
-
-            def decode_single_threaded(job) -> None:
-                torch.set_num_threads(1)  # this worker thread's intra-op threads
-                decode(job)
-
-            saved = torch.get_num_threads()
-            try:
-                with ThreadPoolExecutor(workers, thread_name_prefix="sam2-decode") as pool:
-                    list(pool.map(decode_single_threaded, jobs))
-            finally:
-                torch.set_num_threads(saved)
-        return Candidates(logits=logits_out, iou=iou_out, image_shape=self._image_shape)
+                jobs.append((members[start:stop], coords[start:stop], labels[start:stop],
+                             logits_out, iou_out))
+        return logits_out, iou_out, jobs

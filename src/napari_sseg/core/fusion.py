@@ -32,14 +32,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
-from ..backends.base import Candidates, MaskCrop, sample_grid, upsample_crop
+from ..backends.base import Candidates, MaskCrop, iter_candidates, sample_grid, upsample_crop
 from .expand import ExpandOptions, Expansion, iter_expand
 from .points import PointSet
 from .progress import Progress
@@ -69,8 +68,9 @@ class HybridOptions:
     vote_neighbours : int
         Nearest competing points that vote on a conflict group with no point inside.
     batch_size : int
-        Most points sent to the proposer per call (progress is reported per batch; the points
-        are split into batches of nearly equal sizes).
+        Most points per batch (the points are split into batches of nearly equal sizes;
+        progress is reported per batch). The choice rule runs on one batch while the proposer
+        decodes the next ones, so small batches leave little un-overlapped work at the end.
     """
 
     negatives: int = 4
@@ -81,7 +81,7 @@ class HybridOptions:
     area_weight: float = 1.4
     trim: bool = True
     vote_neighbours: int = 5
-    batch_size: int = 8
+    batch_size: int = 4
 
 
 @dataclass
@@ -427,8 +427,8 @@ def iter_hybrid_expand(
     p = len(points)
     bs = max(1, int(hopts.batch_size))
     n_batches = (p + bs - 1) // bs
-    # batches of nearly equal sizes (25 points in batches of at most 8: 7, 6, 6, 6), so that a
-    # proposer decoding a batch in parallel never gets a lone leftover point
+    # batches of nearly equal sizes (25 points in batches of at most 4: 3, 4, 3, 4, 3, 4, 4), so
+    # that a proposer decoding a batch in parallel never gets a lone leftover point
     bounds = [b * p // n_batches for b in range(n_batches + 1)]
     fill_steps = 4
     total = 1 + n_batches + 1 + fill_steps
@@ -446,44 +446,34 @@ def iter_hybrid_expand(
              "empty": 0}
     t_wait = t_select = 0.0
     t0 = time.perf_counter()
-    # the proposer decodes the next batch in a background thread while this one chooses among
-    # the candidates of the current batch: on a GPU the numpy choice then overlaps the decoding;
-    # on a 2-core CPU, where decoding already fills both cores, it gains little (measured)
-    with ThreadPoolExecutor(1, thread_name_prefix="sseg-propose") as pool:
-
-        def submit(b):
-            sel = slice(bounds[b], bounds[b + 1])
-            return pool.submit(proposer.predict, coords[sel], negatives[sel])
-
-        pending = submit(0)
-        try:
-            for b in range(n_batches):
-                sel = slice(bounds[b], bounds[b + 1])
-                yield Progress(1 + b, total, f"masks for points {sel.start + 1}-{sel.stop} of {p}")
-                t1 = time.perf_counter()
-                cands: Candidates = pending.result()
-                t2 = time.perf_counter()
-                t_wait += t2 - t1
-                pending = submit(b + 1) if b + 1 < n_batches else None
-                for j, i in enumerate(range(sel.start, sel.stop)):
-                    choice = choose_candidate(cands.logits[j], cands.iou[j], i, rows, cols,
-                                              labels, (m, n), hopts)
-                    if choice.index < 0:
-                        for r in set(choice.reasons):
-                            stats[r] += 1
-                        continue
-                    crop = upsample_crop(choice.logits, (m, n))
-                    if crop is None:
-                        stats["empty"] += 1
-                        continue
-                    stats["accepted"] += 1
-                    stats["trimmed"] += int(choice.trimmed)
-                    quality = float(np.clip(cands.iou[j, choice.index], 0, 1))
-                    accepted.append((int(labels[i]), quality, crop))
-                t_select += time.perf_counter() - t2
-        finally:  # closed early (cancelled): do not start a batch nobody will read
-            if pending is not None:
-                pending.cancel()
+    slices = [slice(bounds[b], bounds[b + 1]) for b in range(n_batches)]
+    # the next batches decode (in the proposer's threads) while this one is chosen among
+    stream = iter_candidates(proposer, ((coords[sel], negatives[sel]) for sel in slices))
+    try:
+        for b, sel in enumerate(slices):
+            yield Progress(1 + b, total, f"masks for points {sel.start + 1}-{sel.stop} of {p}")
+            t1 = time.perf_counter()
+            cands: Candidates = next(stream)
+            t2 = time.perf_counter()
+            t_wait += t2 - t1
+            for j, i in enumerate(range(sel.start, sel.stop)):
+                choice = choose_candidate(cands.logits[j], cands.iou[j], i, rows, cols,
+                                          labels, (m, n), hopts)
+                if choice.index < 0:
+                    for r in set(choice.reasons):
+                        stats[r] += 1
+                    continue
+                crop = upsample_crop(choice.logits, (m, n))
+                if crop is None:
+                    stats["empty"] += 1
+                    continue
+                stats["accepted"] += 1
+                stats["trimmed"] += int(choice.trimmed)
+                quality = float(np.clip(cands.iou[j, choice.index], 0, 1))
+                accepted.append((int(labels[i]), quality, crop))
+            t_select += time.perf_counter() - t2
+    finally:  # closed early (cancelled): no further batch is started
+        stream.close()
     timings["decoding"] = time.perf_counter() - t0
     timings["decoding_wait"] = t_wait
     timings["decoding_choice"] = t_select
