@@ -825,18 +825,22 @@ class SAM2Proposer:
     def predict_batches(
         self,
         batches: Iterable[tuple[np.ndarray, Sequence[np.ndarray] | None]],
+        *,
+        ahead: int = 3,
     ) -> Iterator[Candidates]:
         """:meth:`predict` for a sequence of batches, decoding ahead while the caller works.
 
         The prompts of every batch are split into decoder jobs that the worker threads take in
         order, with no barrier between batches: while the caller handles one batch, the workers
-        decode the next two (a batch is read from ``batches`` when its jobs are queued). Closing
-        the iterator early cancels the jobs not yet started.
+        decode the next ``ahead`` ones (a batch is read from ``batches`` when its jobs are
+        queued). Closing the iterator early cancels the jobs not yet started.
 
         Parameters
         ----------
         batches : iterable of (points_rc, negatives_rc)
             Arguments of :meth:`predict`, one pair per batch.
+        ahead : int
+            Batches queued for the workers beyond the one the caller handles (at least 1).
 
         Yields
         ------
@@ -861,7 +865,7 @@ class SAM2Proposer:
             iou_out[rows] = iou
 
         todo = iter(batches)
-        queued: deque = deque()  # (Candidates, futures) of the batches handed to the workers
+        queued: deque = deque()  # (logits, IoUs, futures) of the batches handed to the workers
         pool = ThreadPoolExecutor(workers, thread_name_prefix="sam2-decode")
         try:
 
@@ -871,7 +875,7 @@ class SAM2Proposer:
                     logits, iou, jobs = self._plan(*batch, workers)
                     queued.append((logits, iou, [pool.submit(decode, job) for job in jobs]))
 
-            for _ in range(3):
+            for _ in range(max(1, int(ahead))):
                 queue_next()
             while queued:
                 logits, iou, futures = queued.popleft()
