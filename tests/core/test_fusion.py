@@ -14,6 +14,7 @@ from napari_sseg.backends.base import Candidates, MaskProposer, sample_grid, ups
 from napari_sseg.core.expand import iter_expand
 from napari_sseg.core.fusion import (
     HybridOptions,
+    _nearer_to_other,
     choose_candidate,
     iter_hybrid_expand,
     resolve_conflicts,
@@ -134,6 +135,25 @@ def test_trim_is_the_voronoi_split_with_few_and_many_points(n_rows):
     assert choice.index == 0 and choice.trimmed
     # equidistant col 15 stays with the own points, in both code paths
     np.testing.assert_array_equal(choice.logits > 0, rect(shape, 0, n_rows, 0, 16))
+
+
+def test_block_bounds_of_the_trim_give_the_exact_nearest_point_split():
+    rng = np.random.default_rng(7)
+    for _ in range(60):
+        h, w = rng.integers(5, 120, 2)
+        m, n = (4 * h, 4 * w) if rng.random() < 0.5 else rng.integers(h, 4 * h + 50, 2)
+        sy, sx = m / h, n / w
+        on = rng.random((h, w)) < rng.uniform(0.05, 1.0)
+        k = int(rng.integers(1, 30))
+        # points on a lattice of step 4: many cell centres are equidistant (ties keep the cell)
+        same = (rng.integers(0, m, k) // 4 * 4, rng.integers(0, n, k) // 4 * 4)
+        other = (rng.integers(0, m, 12) // 4 * 4, rng.integers(0, n, 12) // 4 * 4)
+        rr, cc = np.nonzero(on)
+        yr, xc = (rr + 0.5) * sy - 0.5, (cc + 0.5) * sx - 0.5
+        d_same = ((yr[:, None] - same[0]) ** 2 + (xc[:, None] - same[1]) ** 2).min(axis=1)
+        d_other = ((yr[:, None] - other[0]) ** 2 + (xc[:, None] - other[1]) ** 2).min(axis=1)
+        got = _nearer_to_other((h, w), (sy, sx), same, other, where=on)
+        np.testing.assert_array_equal(got[rr, cc], d_other < d_same)
 
 
 def test_negative_clicks_are_the_nearest_other_class_points():

@@ -205,26 +205,25 @@ def _trim(
     m, n = image_shape
     sy, sx = m / h, n / w
     on = logits > 0
-    cell_r, cell_c = np.nonzero(on)
-    # cell centres in image pixel coordinates
-    yr = (cell_r + 0.5) * sy - 0.5
-    xc = (cell_c + 0.5) * sx - 0.5
     same = inside & (labels == labels[own])
     same[own] = True
     diff = inside & (labels != labels[own])
 
     if max(diff.sum(), same.sum()) > 128:  # many points: k-d trees
-        cells = np.c_[yr, xc]
+        cell_r, cell_c = np.nonzero(on)
+        # cell centres in image pixel coordinates
+        cells = np.c_[(cell_r + 0.5) * sy - 0.5, (cell_c + 0.5) * sx - 0.5]
 
         def nearest(sel):
             return cKDTree(np.c_[rows[sel], cols[sel]].astype(np.float64)).query(cells)[0]
 
-        drop = nearest(diff) < nearest(same)
-    else:  # few points: exact squared distances, a running minimum over the points
-        drop = (_nearest_sq(yr, xc, rows[diff], cols[diff])
-                < _nearest_sq(yr, xc, rows[same], cols[same]))
+        drop = np.zeros_like(on)
+        drop[cell_r, cell_c] = nearest(diff) < nearest(same)
+    else:  # few points: exact squared distances, settled block by block where bounds allow
+        drop = on & _nearer_to_other(on.shape, (sy, sx), (rows[same], cols[same]),
+                                     (rows[diff], cols[diff]), where=on)
     out = logits.copy()
-    out[cell_r[drop], cell_c[drop]] = -32.0
+    out[drop] = -32.0
     # keep only the piece holding the point
     comp, count = ndi.label(out > 0)
     if count > 1:
@@ -233,6 +232,69 @@ def _trim(
         keep = comp[gr, gc]
         if keep > 0:
             out[(comp > 0) & (comp != keep)] = -32.0
+    return out
+
+
+def _nearer_to_other(shape, cell, same, other, *, where=None, block: int = 8) -> np.ndarray:
+    """Whether each grid cell's centre is strictly nearer to an ``other`` point than to all ``same``.
+
+    Cells are grouped in blocks of ``block`` x ``block``. For each block, bounds of the squared
+    distance to the nearest point of each set (from the block's extreme cell centres, with the
+    same float arithmetic as the exact distances, so the bounds hold exactly) settle the whole
+    block when one set is surely nearer; only the cells of the other blocks (along the boundary
+    between the two sets) get exact distances.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        (h, w) of the grid.
+    cell : (float, float)
+        Image pixels per grid cell along rows and columns.
+    same, other : tuple of (P,) ndarrays
+        (rows, cols) of the two point sets in image pixels; ``same`` is not empty.
+    where : (h, w) ndarray of bool, optional
+        The cells that are needed (the others may hold anything).
+
+    Returns
+    -------
+    (h, w) ndarray of bool
+    """
+    h, w = shape
+    sy, sx = cell
+    # each block's first and last cell centres, per block row and per block column (cells
+    # beyond the grid only widen the bounds)
+    first_r = np.arange(-(-h // block)) * block
+    first_c = np.arange(-(-w // block)) * block
+    y0, y1 = (first_r + 0.5) * sy - 0.5, (first_r + block - 0.5) * sy - 0.5
+    x0, x1 = (first_c + 0.5) * sx - 0.5, (first_c + block - 0.5) * sx - 0.5
+
+    def bounds(points):
+        """Lower and upper bounds, per block, of the squared distance to the nearest point."""
+        pr = np.asarray(points[0], dtype=np.float64)[None, :]
+        pc = np.asarray(points[1], dtype=np.float64)[None, :]
+        lo_y = np.maximum(np.maximum(y0[:, None] - pr, pr - y1[:, None]), 0.0) ** 2
+        lo_x = np.maximum(np.maximum(x0[:, None] - pc, pc - x1[:, None]), 0.0) ** 2
+        hi_y = np.maximum(np.abs(y0[:, None] - pr), np.abs(y1[:, None] - pr)) ** 2
+        hi_x = np.maximum(np.abs(x0[:, None] - pc), np.abs(x1[:, None] - pc)) ** 2
+        return ((lo_y[:, None, :] + lo_x[None, :, :]).min(axis=2),
+                (hi_y[:, None, :] + hi_x[None, :, :]).min(axis=2))
+
+    def cells(per_block):
+        return np.repeat(np.repeat(per_block, block, axis=0), block, axis=1)[:h, :w]
+
+    lo_same, hi_same = bounds(same)
+    lo_other, hi_other = bounds(other)
+    surely = hi_other < lo_same          # every cell of the block is nearer to ``other``
+    unsure = ~surely & (lo_other < hi_same)
+    out = cells(surely)
+    exact = cells(unsure)
+    if where is not None:
+        exact &= where
+    rr, cc = np.nonzero(exact)
+    if rr.size:
+        yr = (rr + 0.5) * sy - 0.5
+        xc = (cc + 0.5) * sx - 0.5
+        out[rr, cc] = _nearest_sq(yr, xc, *other) < _nearest_sq(yr, xc, *same)
     return out
 
 
