@@ -211,8 +211,7 @@ def _trim(
 
     if max(diff.sum(), same.sum()) > 128:  # many points: k-d trees
         cell_r, cell_c = np.nonzero(on)
-        # cell centres in image pixel coordinates
-        cells = np.c_[(cell_r + 0.5) * sy - 0.5, (cell_c + 0.5) * sx - 0.5]
+        cells = np.c_[_cell_centres(cell_r, sy), _cell_centres(cell_c, sx)]
 
         def nearest(sel):
             return cKDTree(np.c_[rows[sel], cols[sel]].astype(np.float64)).query(cells)[0]
@@ -220,8 +219,8 @@ def _trim(
         drop = np.zeros_like(on)
         drop[cell_r, cell_c] = nearest(diff) < nearest(same)
     else:  # few points: exact squared distances, settled block by block where bounds allow
-        drop = on & _nearer_to_other(on.shape, (sy, sx), (rows[same], cols[same]),
-                                     (rows[diff], cols[diff]), where=on)
+        drop = _nearer_to_other(on.shape, (sy, sx), (rows[same], cols[same]),
+                                (rows[diff], cols[diff]), where=on)
     out = logits.copy()
     out[drop] = -32.0
     # keep only the piece holding the point
@@ -253,7 +252,7 @@ def _nearer_to_other(shape, cell, same, other, *, where=None, block: int = 8) ->
     same, other : tuple of (P,) ndarrays
         (rows, cols) of the two point sets in image pixels; ``same`` is not empty.
     where : (h, w) ndarray of bool, optional
-        The cells that are needed (the others may hold anything).
+        The cells that are needed; the others are False.
 
     Returns
     -------
@@ -265,8 +264,8 @@ def _nearer_to_other(shape, cell, same, other, *, where=None, block: int = 8) ->
     # beyond the grid only widen the bounds)
     first_r = np.arange(-(-h // block)) * block
     first_c = np.arange(-(-w // block)) * block
-    y0, y1 = (first_r + 0.5) * sy - 0.5, (first_r + block - 0.5) * sy - 0.5
-    x0, x1 = (first_c + 0.5) * sx - 0.5, (first_c + block - 0.5) * sx - 0.5
+    y0, y1 = _cell_centres(first_r, sy), _cell_centres(first_r + block - 1, sy)
+    x0, x1 = _cell_centres(first_c, sx), _cell_centres(first_c + block - 1, sx)
 
     def bounds(points):
         """Lower and upper bounds, per block, of the squared distance to the nearest point."""
@@ -289,13 +288,22 @@ def _nearer_to_other(shape, cell, same, other, *, where=None, block: int = 8) ->
     out = cells(surely)
     exact = cells(unsure)
     if where is not None:
+        out &= where
         exact &= where
     rr, cc = np.nonzero(exact)
     if rr.size:
-        yr = (rr + 0.5) * sy - 0.5
-        xc = (cc + 0.5) * sx - 0.5
+        yr, xc = _cell_centres(rr, sy), _cell_centres(cc, sx)
         out[rr, cc] = _nearest_sq(yr, xc, *other) < _nearest_sq(yr, xc, *same)
     return out
+
+
+def _cell_centres(index: np.ndarray, cell: float) -> np.ndarray:
+    """Image coordinates of grid cell centres along one axis (``cell`` pixels per cell).
+
+    The one expression for cell centres in the trimming, so that distance bounds and exact
+    distances round alike.
+    """
+    return (index + 0.5) * cell - 0.5
 
 
 def _nearest_sq(yr: np.ndarray, xc: np.ndarray, pr: np.ndarray, pc: np.ndarray) -> np.ndarray:
