@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from .classaxis import log_softmax_inplace
+
 __all__ = ["pixel_features", "LinearModel", "fit_lda"]
 
 
@@ -73,9 +75,10 @@ class LinearModel:
         fitted on the base features accepts rows that also carry context features.
         """
         x = x[..., : self.mean.size]
-        z = ((x - self.mean) / self.scale) @ self.weights + self.bias
-        z -= z.max(axis=-1, keepdims=True)
-        return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+        # standardisation folded into the weights: no standardised copy of ``x``
+        weights = self.weights / self.scale[:, None]
+        z = x @ weights + (self.bias - self.mean @ weights)
+        return log_softmax_inplace(z)
 
 
 def fit_lda(x: np.ndarray, y: np.ndarray, n_classes: int, *, shrinkage: float = 0.3) -> LinearModel:
