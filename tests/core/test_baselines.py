@@ -41,3 +41,22 @@ def test_baselines_label_every_pixel_from_the_points():
         assert labels.shape == img.shape
         assert set(np.unique(labels)) == {3, 7}
         assert labels[60, 30] == 3 and labels[60, 120] == 7
+
+
+def test_downsampled_slic_covers_the_image_and_respects_the_mask():
+    from napari_sseg.core.image import normalized_float
+    from napari_sseg.core.superpixels import colour_features, slic_superpixels
+
+    feats = colour_features(normalized_float(_two_halves(True)))
+    mask = np.ones(feats.shape[:2], dtype=bool)
+    mask[:, :20] = False
+    full = slic_superpixels(feats, n_segments=60)
+    half = slic_superpixels(feats, n_segments=60, downsample=2, mask=mask)
+    assert half.shape == full.shape
+    assert np.all(half[:, :20] == 0) and np.all(half[:, 20:] > 0)
+    # about as many superpixels as asked for, each one connected piece inside the mask
+    ids = np.unique(half[half > 0])
+    assert 30 <= ids.size <= 120
+    from scipy import ndimage as ndi
+
+    assert all(ndi.label(half == i)[1] == 1 for i in ids)

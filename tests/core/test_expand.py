@@ -121,6 +121,19 @@ def test_strip_assembly_on_a_downsampled_large_image():
     assert np.mean(ex.labels == truth) > 0.97
 
 
+def test_best_combinations_are_averaged_from_30_points_on():
+    img, truth = two_region_image(seed=3)
+    few = expand(img, sample_points(truth, 29, rng=0))
+    many = expand(img, sample_points(truth, 30, rng=0))
+    assert len(few.info["weights"]) == 1 and few.info["smoothing_px"] == 0
+    assert 1 < len(many.info["weights"]) <= ExpandOptions().ensemble_size
+    assert np.mean(many.labels == truth) > 0.97
+    single = expand(img, sample_points(truth, 30, rng=0), options=ExpandOptions(ensemble_size=1))
+    assert len(single.info["weights"]) == 1
+    # the spatial expert's layer choice is part of every combination: main (0) or mean (1)
+    assert {w[3] for w in many.info["weights"]} <= {0, 1}
+
+
 def test_errors():
     img, _ = two_region_image()
     with pytest.raises(ValueError, match="no labelled points"):
