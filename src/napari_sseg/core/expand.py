@@ -36,7 +36,7 @@ import numpy as np
 from scipy import sparse
 
 from .appearance import fit_lda, pixel_features
-from .classaxis import class_argmax, softmax_inplace
+from .classaxis import class_argmax, log_softmax_inplace, softmax_inplace
 from .image import normalized_float
 from .points import PointSet
 from .progress import Progress, run_generator
@@ -486,9 +486,7 @@ def _rank_weights(experts, pixfeat, pr, pc, ci, n_classes, opts, *, multi):
                 for k in layer_choices if wsp > 0 else (0,):
                     if wsp == 0 and wap == 0:
                         continue
-                    z = wsp * held_sp[k] + wap * held_app[j]
-                    z -= z.max(axis=1, keepdims=True)
-                    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+                    logp = log_softmax_inplace(wsp * held_sp[k] + wap * held_app[j])
                     scored.append((_held_out_key(logp, ci, present), (wsp, wap, j, k)))
     scored.sort(key=lambda t: t[0], reverse=True)  # stable: equal keys keep the grid order
     return [(key[0], w) for key, w in scored], fitted
