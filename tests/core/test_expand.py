@@ -121,6 +121,42 @@ def test_strip_assembly_on_a_downsampled_large_image():
     assert np.mean(ex.labels == truth) > 0.97
 
 
+def _bilinear_argmax(pmap, factor, shape):
+    """Reference: interpolate every class at every output pixel, then take the argmax."""
+    h, w = pmap.shape[:2]
+    rr = (np.arange(shape[0]) + 0.5) / factor - 0.5
+    cc = (np.arange(shape[1]) + 0.5) / factor - 0.5
+    r0 = np.clip(np.floor(rr).astype(int), 0, h - 1)
+    c0 = np.clip(np.floor(cc).astype(int), 0, w - 1)
+    r1, c1 = np.minimum(r0 + 1, h - 1), np.minimum(c0 + 1, w - 1)
+    fr = np.clip(rr - r0, 0, 1)[:, None, None]
+    fc = np.clip(cc - c0, 0, 1)[None, :, None]
+    p = ((pmap[r0][:, c0] * (1 - fc) + pmap[r0][:, c1] * fc) * (1 - fr)
+         + (pmap[r1][:, c0] * (1 - fc) + pmap[r1][:, c1] * fc) * fr)
+    return p.argmax(axis=2), p.max(axis=2)
+
+
+@pytest.mark.parametrize("factor", [2, 3])
+def test_assembly_matches_interpolating_every_class(factor):
+    # smooth random class probabilities: large uniform areas and many boundaries between them
+    from scipy import ndimage as ndi
+
+    from napari_sseg.core.expand import _assemble
+
+    rng = np.random.default_rng(factor)
+    logits = ndi.gaussian_filter(rng.normal(size=(40, 57, 5)), (3, 3, 0)) * 30
+    pmap = np.exp(logits - logits.max(axis=2, keepdims=True))
+    pmap = (pmap / pmap.sum(axis=2, keepdims=True)).astype(np.float32)
+    classes = np.array([0, 2, 3, 7, 300])
+    shape = (40 * factor - 1, 57 * factor - 2)  # a ragged last block, as after padding
+    labels, confidence = _assemble(pmap, classes, factor, shape, strip_rows=17)
+    idx, top = _bilinear_argmax(pmap.astype(np.float64), factor, shape)
+    assert labels.dtype == np.uint16
+    assert np.mean(labels == classes[idx]) > 0.9999  # float32 ties at most
+    np.testing.assert_allclose(confidence, top, atol=1e-5)
+    assert 0.01 < np.mean(top < 0.9) < 0.9  # both uniform and boundary pixels were exercised
+
+
 def test_best_combinations_are_averaged_from_30_points_on():
     img, truth = two_region_image(seed=3)
     few = expand(img, sample_points(truth, 29, rng=0))

@@ -576,8 +576,12 @@ def _assemble(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Full-resolution labels and confidence from working-resolution class probabilities.
 
-    Probabilities are bilinearly interpolated one strip of output rows at a time, so memory
-    stays bounded for very large images.
+    The labels are the argmax of the bilinearly interpolated probabilities and the confidence
+    its value, computed one strip of output rows at a time so memory stays bounded. Where the
+    four working pixels around an output pixel share their argmax class, every difference
+    between that class and another is a convex combination of non-negative ones, so the class
+    wins there too and its interpolated probability is the interpolated maximum: only pixels
+    near a class boundary interpolate all classes.
     """
     m, n = shape
     h, w = pmap.shape[:2]
@@ -585,23 +589,40 @@ def _assemble(
     labels = np.empty((m, n), dtype=dtype)
     confidence = np.empty((m, n), dtype=np.float32)
     pmap = pmap.astype(np.float32, copy=False)
+    best, top_p = class_argmax(pmap)
     if factor == 1:
-        idx, confidence[:] = class_argmax(pmap)
-        labels[:] = classes[idx]
+        labels[:] = classes[best]
+        confidence[:] = top_p
         return labels, confidence
+    # agree[r, c]: working pixels (r, c), (r, c+1), (r+1, c), (r+1, c+1) share a class
+    # (edge-padded, matching the clipped neighbours below)
+    bp = np.pad(best, ((0, 1), (0, 1)), mode="edge")
+    corner = bp[:-1, :-1]
+    agree = (corner == bp[:-1, 1:]) & (corner == bp[1:, :-1]) & (corner == bp[1:, 1:])
     cc = (np.arange(n) + 0.5) / factor - 0.5
     c0 = np.clip(np.floor(cc).astype(np.int64), 0, w - 1)
     c1 = np.clip(c0 + 1, 0, w - 1)
-    fc = np.clip(cc - c0, 0, 1).astype(np.float32)[None, :, None]
+    fc = np.clip(cc - c0, 0, 1).astype(np.float32)
+
+    def lerp(a, r0, r1, fr, c0, c1, fc):
+        """Bilinear interpolation of ``a`` between rows r0/r1 and columns c0/c1 (broadcast)."""
+        top = a[r0, c0] * (1 - fc) + a[r0, c1] * fc
+        bot = a[r1, c0] * (1 - fc) + a[r1, c1] * fc
+        return top * (1 - fr) + bot * fr
+
     for start in range(0, m, strip_rows):
         stop = min(m, start + strip_rows)
         rr = (np.arange(start, stop) + 0.5) / factor - 0.5
         r0 = np.clip(np.floor(rr).astype(np.int64), 0, h - 1)
         r1 = np.clip(r0 + 1, 0, h - 1)
-        fr = np.clip(rr - r0, 0, 1).astype(np.float32)[:, None, None]
-        top = pmap[r0][:, c0] * (1 - fc) + pmap[r0][:, c1] * fc
-        bot = pmap[r1][:, c0] * (1 - fc) + pmap[r1][:, c1] * fc
-        p = top * (1 - fr) + bot * fr
-        idx, confidence[start:stop] = class_argmax(p)
+        fr = np.clip(rr - r0, 0, 1).astype(np.float32)
+        idx = best[r0[:, None], c0[None, :]]
+        conf = lerp(top_p, r0[:, None], r1[:, None], fr[:, None], c0[None, :], c1[None, :],
+                    fc[None, :])
+        ir, ic = np.nonzero(~agree[r0[:, None], c0[None, :]])
+        if ir.size:  # near class boundaries: interpolate every class
+            p = lerp(pmap, r0[ir], r1[ir], fr[ir, None], c0[ic], c1[ic], fc[ic, None])
+            idx[ir, ic], conf[ir, ic] = class_argmax(p)
         labels[start:stop] = classes[idx]
+        confidence[start:stop] = conf
     return labels, confidence
