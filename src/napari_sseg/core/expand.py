@@ -88,6 +88,8 @@ class ExpandOptions:
     compactness : float
         SLIC compactness (on scikit-image's rescaled [0, 1] feature scale, see
         :func:`~napari_sseg.core.superpixels.slic_superpixels`).
+    slic_iterations : int
+        Most SLIC k-means iterations of every layer.
     colour_weight : float
         Weight of colour difference against spatial step in the region graph's edge cost.
     context_scales : tuple of float
@@ -119,6 +121,7 @@ class ExpandOptions:
     superpixel_size: float = 150.0
     extra_superpixel_sizes: tuple[float, ...] = (100.0, 250.0)
     compactness: float = 10.0
+    slic_iterations: int = 5
     colour_weight: float = 3.0
     cv_folds: int = 5
     context_scales: tuple[float, ...] = (8.0,)
@@ -214,8 +217,8 @@ def iter_expand(
     yield Progress(1, total, "superpixels")
 
     # the main superpixels plus coarser and finer ones: the spatial expert may average them
-    layers = [_seeded_layer(feats, size, opts.compactness, opts.colour_weight, undecided,
-                            known_small, classes, downsample=1 if i == 0 else 2)
+    layers = [_seeded_layer(feats, size, opts, undecided, known_small, classes,
+                            downsample=1 if i == 0 else 2)
               for i, size in enumerate((opts.superpixel_size, *opts.extra_superpixel_sizes))]
     regions, node_seed = layers[0].regions, layers[0].node_seed
     n_sp = int((node_seed < 0).sum())
@@ -308,18 +311,18 @@ class _Layer:
     node_seed: np.ndarray
 
 
-def _seeded_layer(feats, size, compactness, colour_weight, undecided, known_small, classes, *,
-                  downsample=1):
+def _seeded_layer(feats, size, opts, undecided, known_small, classes, *, downsample=1):
     """Superpixels of about ``size`` pixels in the undecided area, plus decided-region nodes.
 
     Every connected piece of each decided class (``known_small``) becomes one node seeded with
     that class (``node_seed`` holds its class index; -1 for superpixels). ``downsample`` is
-    passed to :func:`slic_superpixels`.
+    passed to :func:`slic_superpixels`; SLIC and graph settings come from ``opts``.
     """
     h, w = feats.shape[:2]
     seg = slic_superpixels(
-        feats, n_segments=max(1, round(h * w / size)), compactness=compactness,
+        feats, n_segments=max(1, round(h * w / size)), compactness=opts.compactness,
         mask=None if undecided.all() else undecided, downsample=downsample,
+        iterations=opts.slic_iterations,
     )
     regions, n_nodes = relabel_sequential(seg)
     node_seed = np.full(n_nodes, -1, dtype=np.int64)
@@ -335,7 +338,8 @@ def _seeded_layer(feats, size, compactness, colour_weight, undecided, known_smal
                 pieces.append(np.full(k, ci))
                 n_nodes += k
         node_seed = np.concatenate(pieces)
-    graph = _region_graph(regions, n_nodes, region_means(regions, feats, n_nodes), colour_weight)
+    graph = _region_graph(regions, n_nodes, region_means(regions, feats, n_nodes),
+                          opts.colour_weight)
     return _Layer(regions, graph, node_seed)
 
 
