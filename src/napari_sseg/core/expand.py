@@ -275,8 +275,8 @@ def iter_expand(
     # a smoothed posterior varies slowly: average it on a grid coarser by about sigma / 2
     step = max(1, int(sigma // 2))
     everything = (slice(None), slice(None))
-    spatial_maps = {k: block_mean(spatial.at(*everything, k).astype(np.float32), step)
-                    for k in {e[3] for e in ensemble}}
+    spatial_maps = {k: block_mean(v.astype(np.float32), step)
+                    for k, v in spatial.at(*everything, {e[3] for e in ensemble}).items()}
     app_maps = {j: block_mean(models[j].log_proba(pixfeat), step)
                 for j in _used_models(ensemble, models)}
     pmap = _ensemble_proba(ensemble, spatial_maps, app_maps)
@@ -381,8 +381,7 @@ def _geodesic_logp(graph, node_seed, n_classes):
     finite = np.isfinite(dist)
     big = (dist[finite].max() if finite.any() else 0.0) + 50.0
     dist[~finite] = big
-    logits = -(dist - dist.min(axis=1, keepdims=True))
-    return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    return log_softmax_inplace(-dist)
 
 
 def _training_pixels(pixfeat, pr, pc, ci, decided, *, per_class=2000):
@@ -424,11 +423,17 @@ class _SpatialExpert:
     def __init__(self, layers):
         self.layers = layers
 
-    def at(self, rr, cc, multi: int) -> np.ndarray:
-        """Log-probabilities at pixels ``(rr, cc)``: the main layer's, or with ``multi`` the
-        mean over all layers."""
-        use = self.layers if multi else self.layers[:1]
-        return sum(logp[regions[rr, cc]] for regions, logp in use) / len(use)
+    def at(self, rr, cc, choices) -> dict:
+        """Log-probabilities at pixels ``(rr, cc)`` for each layer choice in ``choices``:
+        0 the main layer's, 1 the mean over all layers (the main layer is gathered once)."""
+        (regions, logp), rest = self.layers[0], self.layers[1:]
+        main = logp[regions[rr, cc]]
+        out = {}
+        if 0 in choices:
+            out[0] = main
+        if 1 in choices:
+            out[1] = sum((lp[reg[rr, cc]] for reg, lp in rest), main) / len(self.layers)
+        return out
 
 
 def _held_out_key(scores, ci, present):
@@ -477,8 +482,8 @@ def _rank_weights(experts, pixfeat, pr, pc, ci, n_classes, opts, *, multi):
         test = folds == f
         spatial, models = experts(~test)
         fitted.append((test, spatial, models))
-        for k in layer_choices:
-            held_sp[k, test] = spatial.at(pr[test], pc[test], k)
+        for k, v in spatial.at(pr[test], pc[test], layer_choices).items():
+            held_sp[k, test] = v
         for j, model in enumerate(models):
             if model is not None:
                 held_app[j, test] = model.log_proba(pixfeat[pr[test], pc[test]])
@@ -548,7 +553,8 @@ def _held_out_proba(ensemble, folds, pixfeat, pr, pc, n_classes, sigma=0.0):
         inside = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
         rr, cc = np.clip(rr, 0, h - 1), np.clip(cc, 0, w - 1)
         apps = {j: models[j].log_proba(pixfeat[rr, cc]) for j in _used_models(ensemble, models)}
-        sps = {k: spatial.at(rr, cc, k).astype(np.float32) for k in {e[3] for e in ensemble}}
+        sps = {k: v.astype(np.float32)
+               for k, v in spatial.at(rr, cc, {e[3] for e in ensemble}).items()}
         proba = _ensemble_proba(ensemble, sps, apps)
         wgt = kernel[None, :] * inside
         held[idx] = (proba * wgt[:, :, None]).sum(axis=1) / wgt.sum(axis=1)[:, None]
