@@ -178,6 +178,12 @@ def _progress(args, total: int, unit: str, desc: str):
                 dynamic_ncols=True, leave=False)
 
 
+def _close(bar) -> None:
+    """Draw the bar's final count (tqdm skips redraws within 0.1 s of the last), then clear it."""
+    bar.refresh()
+    bar.close()
+
+
 def _status(bar, text: str) -> None:
     """Show what is being done in the bar's postfix, redrawing at most twice a second."""
     bar.set_postfix_str(text, refresh=False)
@@ -410,7 +416,7 @@ def cmd_expand(args) -> int:
             bar.update(1)
         if interrupted:
             break
-    bar.close()
+    _close(bar)
 
     outputs = {}
     if pf.textual:
@@ -548,7 +554,7 @@ def cmd_simulate(args) -> int:
         finally:
             rec["seconds"] = round(time.perf_counter() - t0, 4)
             records.append(rec)
-    bar.close()
+    _close(bar)
 
     per_seed = []
     for s in seeds:
