@@ -473,8 +473,11 @@ def _rank_weights(experts, pixfeat, pr, pc, ci, n_classes, opts, *, multi):
     if n < 6 or n_classes < 2:
         return [(float("nan"), (*opts.default_weights, 0))], []
     layer_choices = (0, 1) if multi else (0,)
-    rng = np.random.default_rng(12345)
-    folds = rng.permutation(n) % min(opts.cv_folds, n)
+    # folds are dealt in the points' (row, col, class) order, not the order they were given in,
+    # so the same points in any order give the same mask
+    folds = np.empty(n, dtype=np.int64)
+    folds[np.lexsort((ci, pc, pr))] = (np.random.default_rng(12345).permutation(n)
+                                        % min(opts.cv_folds, n))
     held_sp = np.zeros((2, n, n_classes))
     held_app = np.zeros((2, n, n_classes))
     fitted = []
