@@ -38,6 +38,7 @@ from scipy import sparse
 from .appearance import fit_lda, pixel_features
 from .classaxis import class_argmax, log_softmax_inplace, softmax_inplace
 from .image import normalized_float
+from .metrics import segmentation_scores
 from .points import PointSet
 from .progress import Progress, run_generator
 from .superpixels import (
@@ -436,18 +437,16 @@ class _SpatialExpert:
         return out
 
 
-def _held_out_key(scores, ci, present):
+def _held_out_key(scores, ci):
     """(mIoU over the points' classes, mean log-likelihood) of held-out predictions.
 
     ``scores`` are (n, K) log-probabilities at the held-out points (clipped at -10 in the
-    likelihood), ``ci`` their true class indices; ``present`` marks the points' classes.
+    likelihood), ``ci`` their true class indices.
     """
     n, k = scores.shape
     conf = np.zeros((k, k))
     np.add.at(conf, (ci, scores.argmax(axis=1)), 1.0)
-    tp = np.diag(conf)
-    union = conf.sum(axis=0) + conf.sum(axis=1) - tp
-    return round(float(np.mean(tp[present] / union[present])), 6), float(
+    return round(segmentation_scores(conf)["miou"], 6), float(
         np.mean(np.maximum(scores[np.arange(n), ci], -10)))
 
 
@@ -491,7 +490,6 @@ def _rank_weights(experts, pixfeat, pr, pc, ci, n_classes, opts, *, multi):
             if model is not None:
                 held_app[j, test] = model.log_proba(pixfeat[pr[test], pc[test]])
     scored = []
-    present = np.bincount(ci, minlength=n_classes) > 0
     for wsp in opts.spatial_weights:
         for wap in opts.appearance_weights:
             for j in range(2 if wap > 0 else 1):
@@ -499,7 +497,7 @@ def _rank_weights(experts, pixfeat, pr, pc, ci, n_classes, opts, *, multi):
                     if wsp == 0 and wap == 0:
                         continue
                     logp = log_softmax_inplace(wsp * held_sp[k] + wap * held_app[j])
-                    scored.append((_held_out_key(logp, ci, present), (wsp, wap, j, k)))
+                    scored.append((_held_out_key(logp, ci), (wsp, wap, j, k)))
     scored.sort(key=lambda t: t[0], reverse=True)  # stable: equal keys keep the grid order
     return [(key[0], w) for key, w in scored], fitted
 
@@ -571,9 +569,8 @@ def _smoothing_helps(ensemble, folds, pixfeat, pr, pc, ci, n_classes, sigma):
     """
     if sigma < 1.0:
         return False
-    present = np.bincount(ci, minlength=n_classes) > 0
     plain, smoothed = (
-        _held_out_key(np.log(np.maximum(p, 1e-10)), ci, present)
+        _held_out_key(np.log(np.maximum(p, 1e-10)), ci)
         for p in (_held_out_proba(ensemble, folds, pixfeat, pr, pc, n_classes, s)
                   for s in (0.0, sigma)))
     return smoothed > plain
