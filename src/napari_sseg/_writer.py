@@ -140,8 +140,10 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
             raise ValueError(f"labels layer {meta.get('name')!r} must hold non-negative integers")
         import tifffile
 
+        # one grey page per plane: left to guess, tifffile stores 3 or 4 planes (or columns)
+        # as the colour samples of an RGB image
         with atomic_open(out, "wb") as fh:
-            tifffile.imwrite(fh, arr, compression="zlib")
+            tifffile.imwrite(fh, arr, photometric="minisblack", compression="zlib")
     written = [str(out)]
     md = meta.get("metadata") or {}
     names = {int(k): str(v) for k, v in (md.get("sseg_classes") or {}).items()}

@@ -112,6 +112,17 @@ def test_labels_stack_to_tiff_not_png(tmp_path):
     path = write_labels(str(tmp_path / "stack_labels.tif"), stack, {"name": "s"})
     (data, _, _), = read_mask_layer(path[0])
     np.testing.assert_array_equal(data, stack)
+    # a grey stack of planes (one page each), not an RGB image: 3 planes, or 3 columns per plane,
+    # would otherwise be stored as colour samples
+    import tifffile
+
+    thin = np.arange(2 * 8 * 3, dtype=np.uint16).reshape(2, 8, 3)
+    thin_path = write_labels(str(tmp_path / "thin_labels.tif"), thin, {"name": "t"})[0]
+    for written, planes in ((path[0], stack), (thin_path, thin)):
+        with tifffile.TiffFile(written) as tif:
+            assert len(tif.pages) == len(planes)
+            assert all(page.photometric == tifffile.PHOTOMETRIC.MINISBLACK for page in tif.pages)
+            np.testing.assert_array_equal(tif.asarray(), planes)
     with pytest.raises(ValueError, match="save it as .tif"):
         write_labels(str(tmp_path / "stack_labels.png"), stack, {"name": "s"})
     assert not (tmp_path / "stack_labels.png").exists()
