@@ -62,6 +62,20 @@ def test_textual_labels_get_ids_in_sorted_name_order(tmp_path):
     assert pf.points["a.png"].class_names == {1: "Acropora", 2: "rock", 3: "sand"}
 
 
+def test_labels_mixing_integers_and_names_are_names_with_a_warning(tmp_path, caplog):
+    f = _write(tmp_path / "p.csv", "Name,Row,Column,Label\n"
+               "a.png,1,1,3\na.png,2,2,12\na.png,3,3,NA\na.png,4,4,3\n")
+    pf = read_points_file(f)
+    assert pf.textual
+    assert pf.classes.names == {1: "12", 2: "3", 3: "NA"}
+    np.testing.assert_array_equal(pf.points["a.png"].labels, [2, 1, 3, 2])
+    assert str(f) in caplog.text
+    assert "labels mix integers (3, e.g. '3' at line 2) and names (1: 'NA' (line 4))" in caplog.text
+    caplog.clear()
+    read_points_file(_write(tmp_path / "names.csv", "Name,Row,Column,Label\na.png,1,1,sand\n"))
+    assert "mix" not in caplog.text
+
+
 def test_textual_labels_use_the_classes_table(tmp_path):
     f = _write(tmp_path / "p.csv", "Name,Row,Column,Label\na.png,1,1,sand\na.png,2,2,CORAL\n")
     table = ClassTable({7: "coral", 9: "sand"})

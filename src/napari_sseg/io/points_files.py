@@ -309,6 +309,16 @@ def _resolve_labels(path, raw, where, classes, own_table):
                 f"{sorted(table.names.values())}"
             )
         return np.asarray(ids, dtype=np.int64), table, True
+    numeric = [(n, w) for n, i, w in zip(names, ints, where) if i is not None]
+    if numeric:
+        # one stray name (a typo, "NA") turns every integer label into a name with a new id
+        text = [f"{n!r} ({w})" for n, i, w in zip(names, ints, where) if i is None]
+        log.warning(
+            "%s: labels mix integers (%d, e.g. %r at %s) and names (%d: %s%s); all are read "
+            "as names with ids 1..K in sorted name order, so an integer label is no longer "
+            "its pixel value: fix the names or give a classes table", path, len(numeric),
+            numeric[0][0], numeric[0][1], len(text), ", ".join(text[:5]),
+            " ..." if len(text) > 5 else "")
     table = ClassTable.from_names(names)
     by_name = {n: i for i, n in table.names.items()}
     return np.asarray([by_name[n] for n in names], dtype=np.int64), table, True
