@@ -1,4 +1,4 @@
-"""Point sets: (row, col) coordinates with integer class ids and optional class names."""
+"""Point sets: (row, col) coordinates with integer class ids, optional class names and planes."""
 
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ class PointSet:
         Class id of each point (non-negative).
     class_names : dict of int to str, optional
         Human-readable class names keyed by class id.
+    planes : (N,) array_like of int, optional
+        Plane (z or t index) of each point in a stack; ``None`` for points on a 2D image.
 
     Raises
     ------
@@ -40,6 +42,7 @@ class PointSet:
     coords: np.ndarray
     labels: np.ndarray
     class_names: dict[int, str] = field(default_factory=dict)
+    planes: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         coords = np.array(self.coords, dtype=np.float64)  # a copy: never freeze the caller's array
@@ -65,6 +68,17 @@ class PointSet:
             raise ValueError(
                 f"class ids must be >= 0; negative at point indices {np.flatnonzero(labels < 0).tolist()}"
             )
+        if self.planes is not None:
+            planes = np.asarray(self.planes)
+            if planes.shape != labels.shape:
+                raise ValueError(f"planes must have shape {labels.shape} to match the points, "
+                                 f"got {planes.shape}")
+            if planes.size and (not np.all(np.isfinite(planes.astype(np.float64)))
+                                or np.any(planes != np.round(planes))):
+                raise ValueError("planes must be integer plane indices")
+            planes = planes.astype(np.int64)  # always a copy
+            planes.setflags(write=False)
+            object.__setattr__(self, "planes", planes)
         coords.setflags(write=False)
         labels.setflags(write=False)
         object.__setattr__(self, "coords", coords)
@@ -107,19 +121,37 @@ class PointSet:
     def clipped(self, shape: tuple[int, ...]) -> "PointSet":
         """A copy with coordinates clipped into an image of ``shape``."""
         coords = np.clip(self.coords, 0, [shape[0] - 1, shape[1] - 1])
-        return PointSet(coords, self.labels, self.class_names)
+        return PointSet(coords, self.labels, self.class_names, self.planes)
 
     def subset(self, index: np.ndarray) -> "PointSet":
         """A copy holding only the points selected by ``index`` (mask or indices)."""
-        return PointSet(self.coords[index], self.labels[index], self.class_names)
+        planes = None if self.planes is None else self.planes[index]
+        return PointSet(self.coords[index], self.labels[index], self.class_names, planes)
 
-    def appended(self, coords: np.ndarray, labels: np.ndarray) -> "PointSet":
-        """A copy with extra points appended."""
+    def on_plane(self, plane: int) -> "PointSet":
+        """The points of one plane, as a 2D point set (no planes)."""
+        if self.planes is None:
+            raise ValueError("these points have no planes")
+        sel = self.planes == int(plane)
+        return PointSet(self.coords[sel], self.labels[sel], self.class_names)
+
+    def appended(self, coords: np.ndarray, labels: np.ndarray,
+                 planes: np.ndarray | None = None) -> "PointSet":
+        """A copy with extra points appended (with their ``planes`` when the set has planes)."""
         coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+        if (self.planes is None) != (planes is None) and len(self) and len(coords):
+            raise ValueError("points with planes and points without cannot be mixed")
+        new_planes = None
+        if planes is not None:
+            old = self.planes if self.planes is not None else np.zeros(0, np.int64)
+            new_planes = np.concatenate([old, np.asarray(planes, dtype=np.int64).reshape(-1)])
+        elif self.planes is not None:
+            new_planes = self.planes if not len(coords) else None
         return PointSet(
             np.concatenate([self.coords, coords]),
             np.concatenate([self.labels, np.asarray(labels, dtype=np.int64).reshape(-1)]),
             self.class_names,
+            new_planes,
         )
 
     @classmethod

@@ -1,0 +1,486 @@
+"""Weight-free expansion of a volume (z-stack or time series): points on some planes label all.
+
+The volume is handled one plane at a time, so memory grows with the number of planes only by the
+superpixel ids of each plane (at the working resolution) and the labels themselves:
+
+1. **Superpixels per plane.** Every plane is block-averaged to the working resolution of the 2D
+   expansion and segmented into superpixels (maskSLIC inside the undecided area when ``known``
+   voxels are given), exactly as in :func:`~napari_sseg.core.expand.expand`.
+2. **One region graph across planes.** The in-plane graphs of touching superpixels are joined by
+   edges between superpixels of neighbouring planes that overlap. Such an edge costs the
+   anisotropic step between the two centroids (the plane step is the z spacing in units of the
+   in-plane pixel spacing, at the working resolution) plus the colour difference, both on the
+   scale of the in-plane edges, so a region reaches through the planes along similar-looking
+   superpixels. Geodesic distances to the seeds of each class (the superpixels holding points,
+   and decided regions) give the spatial expert's class distribution on every plane, including
+   planes without points.
+3. **Appearance.** The linear discriminants of the 2D expansion are fitted on the pixels at all
+   points of the volume (and, alternatively, on the pixels of the superpixels they seed) and
+   applied to every plane. Intensities are normalised over the whole volume, not per plane, so a
+   class looks the same on every plane.
+4. **Weights by cross-validation over the points**, as in 2D: folds of points are predicted from
+   the others through the volume graph and the appearance models, and the best expert weights
+   (averaged over the best few from 30 points on) are used on every plane.
+
+Unlike the 2D expansion, a single superpixel layer is used and the posterior is never smoothed
+(both would cost a second pass over the volume).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+
+from .appearance import fit_lda, pixel_features
+from .expand import (
+    ExpandOptions,
+    Expansion,
+    _assemble,
+    _ensemble_proba,
+    _geodesic_logp,
+    _rank_weights,
+    _seed_nodes,
+    _seeded_layer,
+    _used_models,
+    label_dtype,
+)
+from .image import as_channels
+from .points import PointSet
+from .progress import Progress, run_generator
+from .superpixels import block_mean, region_adjacency, region_means
+
+__all__ = ["VolumeOptions", "expand_volume", "iter_expand_volume", "check_volume_points"]
+
+
+@dataclass(frozen=True)
+class VolumeOptions:
+    """Settings of the weight-free volume expansion.
+
+    Attributes
+    ----------
+    expand : ExpandOptions
+        Per-plane settings shared with the 2D expansion (working resolution, superpixel size,
+        compactness, colour weight, cross-validation and expert weights).
+    plane_weight : float
+        Multiplier of the step cost of edges between planes (larger: planes talk less).
+    min_overlap : float
+        Two superpixels of neighbouring planes are joined when their overlap covers at least
+        this fraction of the smaller one (each superpixel keeps at least its largest overlap).
+    region_samples : int
+        Pixels sampled from the superpixel of each point to fit the region appearance model.
+    """
+
+    expand: ExpandOptions = field(default_factory=ExpandOptions)
+    plane_weight: float = 1.0
+    min_overlap: float = 0.2
+    region_samples: int = 200
+
+
+def check_volume_points(points: PointSet, shape: Sequence[int], *, source: str = "points") -> None:
+    """Raise a clear ``ValueError`` unless every point has a plane inside a volume of ``shape``.
+
+    Parameters
+    ----------
+    points : PointSet
+    shape : (Z, M, N, ...) sequence of int
+    source : str
+        Name used in the message (a file or layer name).
+    """
+    if points.planes is None:
+        raise ValueError(
+            f"{source}: the points have no plane coordinate, but the image is a stack of "
+            f"{shape[0]} planes; give points with a plane (a 3-axis points CSV, or 'plane' in JSON)"
+        )
+    bad = np.flatnonzero((points.planes < 0) | (points.planes >= shape[0]))
+    if bad.size:
+        shown = ", ".join(f"#{i} (plane {points.planes[i]})" for i in bad[:10])
+        raise ValueError(
+            f"{source}: {bad.size} point(s) on planes beyond the stack of {shape[0]} planes "
+            f"(0..{shape[0] - 1}): {shown}"
+        )
+    points.check_bounds(tuple(shape[1:3]), source=source)
+
+
+def expand_volume(
+    volume: np.ndarray,
+    points: PointSet,
+    *,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    plane_range: tuple[int, int] | None = None,
+    known: np.ndarray | None = None,
+    options: VolumeOptions | None = None,
+    progress: Callable[[Progress], None] | None = None,
+) -> Expansion:
+    """Label every voxel of a stack from class points on any subset of its planes.
+
+    Parameters
+    ----------
+    volume : (Z, M, N) or (Z, M, N, C) ndarray
+        Grey or channel-last stack; planes along the first axis (z or t).
+    points : PointSet
+        Points with ``planes`` set, in (row, col) pixel coordinates of their plane.
+    spacing : (float, float, float)
+        Voxel spacing (plane, row, col), for example the napari layer scale; only the ratio of
+        the plane step to the in-plane pixel size matters.
+    plane_range : (int, int), optional
+        Only planes ``start <= z < stop`` are labelled, and only the points on them are used.
+    known : (Z, M, N) ndarray of int, optional
+        Voxels already decided (class id) and undecided ones (-1); decided ones keep their
+        class and act as seeds.
+    options : VolumeOptions, optional
+    progress : callable, optional
+        Called with :class:`Progress` events counting planes.
+
+    Returns
+    -------
+    Expansion
+        ``labels`` and ``confidence`` of shape (stop - start, M, N); ``info["plane_range"]``
+        gives (start, stop).
+
+    Raises
+    ------
+    ValueError
+        If the volume is not 3D/4D, points lack planes or lie outside, no point (or known voxel)
+        falls in the plane range, or ``spacing`` / ``known`` do not fit.
+    """
+    return run_generator(
+        iter_expand_volume(volume, points, spacing=spacing, plane_range=plane_range,
+                           known=known, options=options),
+        progress,
+    )
+
+
+def iter_expand_volume(
+    volume: np.ndarray,
+    points: PointSet,
+    *,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    plane_range: tuple[int, int] | None = None,
+    known: np.ndarray | None = None,
+    options: VolumeOptions | None = None,
+) -> Generator[Progress, None, Expansion]:
+    """Generator version of :func:`expand_volume`: yields per-plane :class:`Progress`."""
+    vopts = options or VolumeOptions()
+    opts = vopts.expand
+    vol = np.asarray(volume)
+    if vol.ndim not in (3, 4):
+        raise ValueError(
+            f"expected a stack of shape (planes, rows, cols[, channels]), got shape {vol.shape}"
+        )
+    n_planes, m, n = vol.shape[:3]
+    check_volume_points(points, vol.shape)
+    start, stop = (0, n_planes) if plane_range is None else (int(plane_range[0]),
+                                                             int(plane_range[1]))
+    if not 0 <= start < stop <= n_planes:
+        raise ValueError(f"plane range {plane_range} is not inside 0..{n_planes}")
+    sp = np.asarray(spacing, dtype=np.float64).reshape(-1)
+    if sp.size != 3 or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
+        raise ValueError(f"spacing must be three positive numbers (plane, row, col), got {spacing}")
+    if known is not None:
+        known = np.asarray(known)
+        if known.shape != (n_planes, m, n):
+            raise ValueError(f"known labels of shape {known.shape} do not match {(n_planes, m, n)}")
+        if not np.issubdtype(known.dtype, np.integer):
+            raise ValueError("known labels must be an integer stack with -1 for undecided voxels")
+    inside = (points.planes >= start) & (points.planes < stop)
+    pts = points.subset(inside)
+    # canonical order (plane, row, col, class): the same points in any order give the same result
+    rows, cols = pts.pixel_indices()
+    order = np.lexsort((pts.labels, cols, rows, pts.planes))
+    pts = pts.subset(order)
+    rows, cols, planes = rows[order], cols[order], pts.planes
+    known_classes = (np.unique(known[start:stop][known[start:stop] >= 0]) if known is not None
+                     else np.zeros(0, np.int64))
+    classes = np.union1d(pts.classes, known_classes).astype(np.int64)
+    if classes.size == 0:
+        raise ValueError(f"no labelled point on planes {start}..{stop - 1}: at least one is needed")
+    n_work = stop - start
+    total = 2 * n_work + 1
+
+    norm = _VolumeNormaliser(vol[start:stop])
+    factor = max(1, int(np.ceil(np.sqrt(m * n / opts.max_work_pixels))))
+    # plane step in working pixels (the in-plane pixel size is the mean of the row/col spacing)
+    dz = float(sp[0] / (0.5 * (sp[1] + sp[2]))) / factor
+    class_index = np.searchsorted(classes, pts.labels)
+    rng = np.random.default_rng(0)
+
+    plane_regions: list[np.ndarray] = []
+    offsets = [0]
+    seeds_parts, graph_parts = [], []
+    point_node = np.zeros(len(pts), dtype=np.int64)
+    point_rows: list[np.ndarray] = []  # per point: (9, F) features at and around its pixel
+    region_rows: list[np.ndarray] = []  # per point: features sampled from its superpixel
+    fixed_x, fixed_y = [], []  # known voxels: always in the appearance training set
+    prev = None
+    n_base = None
+    for k in range(n_work):
+        z = start + k
+        yield Progress(k, total, f"superpixels: plane {k + 1}/{n_work}")
+        feats = norm.features(vol[z], factor)
+        h, w = feats.shape[:2]
+        known_small = undecided = None
+        if known is not None:
+            known_small = known[z, ::factor, ::factor][:h, :w]
+            undecided = known_small < 0
+        else:
+            undecided = np.ones((h, w), dtype=bool)
+        layer = _seeded_layer(feats, opts.superpixel_size, opts, undecided, known_small, classes)
+        nodes = layer.node_seed.size
+        off = offsets[-1]
+        plane_regions.append(layer.regions)
+        seeds_parts.append(layer.node_seed)
+        graph_parts.append((layer.graph.tocoo(), off))
+        cen, means, med_step, med_col = _region_stats(layer.regions, feats, nodes)
+        if prev is not None:
+            graph_parts.append((_cross_edges(prev, (layer.regions, cen, means, nodes), dz,
+                                             med_step, med_col, opts.colour_weight,
+                                             vopts.plane_weight, vopts.min_overlap),
+                                (offsets[-2], off)))
+        prev = (layer.regions, cen, means, nodes)
+        offsets.append(off + nodes)
+        on_plane = np.flatnonzero(planes == z)
+        need_known = known_small is not None and (~undecided).any()
+        if on_plane.size or need_known:
+            pixfeat = pixel_features(feats, context=opts.context_scales)
+            n_base = pixfeat.shape[2] - len(opts.context_scales) * (feats.shape[2] + 1)
+            pr = np.minimum(rows[on_plane] // factor, h - 1)
+            pc = np.minimum(cols[on_plane] // factor, w - 1)
+            point_node[on_plane] = off + layer.regions[pr, pc]
+            for i, r, c in zip(on_plane, pr, pc):
+                point_rows.append((i, pixfeat[np.clip(r + _OFFS[:, 0], 0, h - 1),
+                                              np.clip(c + _OFFS[:, 1], 0, w - 1)]))
+                sel = np.flatnonzero(layer.regions.ravel() == layer.regions[r, c])
+                if sel.size > vopts.region_samples:
+                    sel = rng.choice(sel, vopts.region_samples, replace=False)
+                region_rows.append((i, pixfeat.reshape(-1, pixfeat.shape[2])[sel]))
+            if need_known:
+                xs, ys = _known_sample(pixfeat, known_small, classes, rng,
+                                       per_class=max(20, 2000 // n_work))
+                fixed_x.append(xs)
+                fixed_y.append(ys)
+            del pixfeat
+    yield Progress(n_work, total, "propagating labels through the planes")
+
+    n_nodes = offsets[-1]
+    graph = _join_graph(graph_parts, n_nodes)
+    node_seed = np.concatenate(seeds_parts)
+    pix_rows = [r for _, r in sorted(point_rows, key=lambda t: t[0])]
+    reg_rows = [r for _, r in sorted(region_rows, key=lambda t: t[0])]
+    fx = np.concatenate(fixed_x) if fixed_x else None
+    fy = np.concatenate(fixed_y) if fixed_y else None
+    n_feat_all = pix_rows[0].shape[1] if pix_rows else (fx.shape[1] if fx is not None else 0)
+    # features at the points' own pixels, as a (1, n, F) "image" indexed by (0, point index)
+    at_points = (np.stack([r[4] for r in pix_rows])[None] if pix_rows
+                 else np.zeros((1, 0, n_feat_all), np.float32))
+
+    def experts(keep: np.ndarray):
+        seeds = _seed_nodes(node_seed, point_node[keep], class_index[keep], classes.size)
+        spatial = _PointSpatial(_geodesic_logp(graph, seeds, classes.size), point_node)
+        models = []
+        for rows_of, n_feat in ((pix_rows, n_base), (reg_rows, None)):
+            xs = [rows_of[i] for i in np.flatnonzero(keep)]
+            ys = [np.full(len(rows_of[i]), class_index[i]) for i in np.flatnonzero(keep)]
+            if fx is not None:
+                xs.append(fx)
+                ys.append(fy)
+            x = np.concatenate(xs) if xs else np.zeros((0, n_feat_all), np.float32)
+            y = np.concatenate(ys) if ys else np.zeros(0, np.int64)
+            fitted = len(np.unique(y)) > 1
+            models.append(fit_lda(x[:, :n_feat], y, classes.size) if fitted else None)
+        return spatial, models, seeds
+
+    def fold_experts(keep):
+        spatial, models, _ = experts(keep)
+        return spatial, models
+
+    ranked, folds = _rank_weights(fold_experts, at_points, np.zeros(len(pts), np.int64),
+                                  np.arange(len(pts)), class_index, classes.size, opts,
+                                  multi=False)
+    averaging = len(pts) >= opts.averaging_min_points and bool(folds)
+    best_score, best = ranked[0]
+    size = max(1, opts.ensemble_size) if averaging else 1
+    ensemble = [best] + [wt for score, wt in ranked[1:size]
+                         if score >= best_score - opts.ensemble_tolerance]
+    spatial, models, _ = experts(np.ones(len(pts), dtype=bool))
+    used = _used_models(ensemble, models)
+    del folds
+
+    dtype = label_dtype(int(classes.max()))
+    labels = np.empty((n_work, m, n), dtype=dtype)
+    confidence = np.empty((n_work, m, n), dtype=np.float32)
+    for k in range(n_work):
+        z = start + k
+        yield Progress(n_work + 1 + k, total, f"labelling plane {k + 1}/{n_work}")
+        regions = plane_regions[k]
+        spatial_map = {0: spatial.logp[offsets[k] + regions].astype(np.float32)}
+        app_maps = {}
+        if used:
+            feats = norm.features(vol[z], factor)
+            pixfeat = pixel_features(feats, context=opts.context_scales)
+            app_maps = {j: models[j].log_proba(pixfeat) for j in used}
+            del pixfeat
+        pmap = _ensemble_proba(ensemble, spatial_map, app_maps)
+        labels[k], confidence[k] = _assemble(pmap, classes, factor, (m, n))
+        if known is not None:
+            dec = known[z] >= 0
+            labels[k][dec] = known[z][dec]
+            confidence[k][dec] = 1.0
+        here = planes == z
+        labels[k][rows[here], cols[here]] = pts.labels[here]
+    yield Progress(total, total, "done")
+    return Expansion(
+        labels=labels,
+        confidence=confidence,
+        info={"method": "volume-superpixel-graph", "work_factor": factor,
+              "superpixels": int((node_seed < 0).sum()), "classes": classes.tolist(),
+              "weights": [list(e) for e in ensemble], "plane_range": [start, stop],
+              "spacing": sp.tolist(), "points_used": len(pts)},
+    )
+
+
+_OFFS = np.array([(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)])
+
+
+class _PointSpatial:
+    """The spatial expert as :func:`~napari_sseg.core.expand._rank_weights` reads it.
+
+    ``at(rr, cc, choices)`` is called with ``cc`` the indices of points (``rr`` all zero) and
+    returns the log-probabilities of their graph nodes.
+    """
+
+    def __init__(self, logp: np.ndarray, point_node: np.ndarray):
+        self.logp = logp
+        self.point_node = point_node
+
+    def at(self, rr, cc, choices) -> dict:
+        return {0: self.logp[self.point_node[np.asarray(cc)]]}
+
+
+class _VolumeNormaliser:
+    """Per-plane working-resolution colour features, normalised over the whole volume.
+
+    Intensities are scaled per channel between percentiles of a sample of planes (uint8 by 255),
+    and the colour features are stretched by one factor for all planes (as
+    :func:`~napari_sseg.core.superpixels.colour_features` does for one image), so the same
+    tissue has the same features on every plane.
+    """
+
+    def __init__(self, vol: np.ndarray, *, contrast: float = 20.0, sample_planes: int = 12):
+        self.uint8 = vol.dtype == np.uint8
+        pick = np.unique(np.linspace(0, vol.shape[0] - 1, min(sample_planes, vol.shape[0]))
+                         .round().astype(int))
+        planes = [as_channels(vol[z], name=f"plane {z}") for z in pick]
+        c = planes[0].shape[2]
+        self.lo = np.zeros(c, np.float32)
+        self.hi = np.ones(c, np.float32)
+        if not self.uint8:
+            for ch in range(c):
+                sample = np.concatenate([p[:, :, ch].ravel()[:: max(1, p[:, :, ch].size // 50_000)]
+                                         for p in planes]).astype(np.float32)
+                sample = sample[np.isfinite(sample)]
+                lo, hi = (np.percentile(sample, [0.5, 99.5]) if sample.size else (0.0, 1.0))
+                if hi <= lo and sample.size:
+                    lo, hi = float(sample.min()), float(sample.max())
+                self.lo[ch], self.hi[ch] = lo, (hi if hi > lo else lo + 1.0)
+        self.scale = 1.0
+        raw = [self._raw(p, max(1, int(np.ceil(np.sqrt(p.shape[0] * p.shape[1] / 100_000)))))
+               for p in planes]
+        sample = np.concatenate([r.reshape(-1, r.shape[2]) for r in raw])
+        spread = float(np.sqrt(sample.var(axis=0).sum()))
+        self.scale = contrast / spread if spread > 1e-6 else 1.0
+
+    def _raw(self, plane: np.ndarray, factor: int) -> np.ndarray:
+        arr = as_channels(plane)
+        if self.uint8:
+            img = arr.astype(np.float32) * np.float32(1 / 255)
+        else:
+            img = np.nan_to_num(arr.astype(np.float32))
+            img = np.clip((img - self.lo) / (self.hi - self.lo), 0, 1)
+        small = block_mean(img, factor)
+        if small.shape[2] == 3:
+            from skimage.color import rgb2lab
+
+            return rgb2lab(np.clip(small, 0, 1)).astype(np.float32)
+        return (small * np.float32(100)).astype(np.float32)
+
+    def features(self, plane: np.ndarray, factor: int) -> np.ndarray:
+        """(h, w, C) float32 features of one plane at the working resolution."""
+        raw = self._raw(plane, factor)
+        raw *= np.float32(self.scale)
+        return raw
+
+
+def _region_stats(regions, feats, n_nodes):
+    """Centroids, mean features and the median in-plane centroid step and colour difference."""
+    h, w = regions.shape
+    rr, cc = np.mgrid[0:h, 0:w]
+    cen = region_means(regions, np.stack([rr, cc], axis=-1).astype(np.float32), n_nodes)
+    means = region_means(regions, feats, n_nodes)
+    a, b, _ = region_adjacency(regions, n_nodes)
+    if a.size:
+        med_step = float(np.median(np.sqrt(((cen[a] - cen[b]) ** 2).sum(axis=1))))
+        med_col = float(np.median(np.sqrt(((means[a] - means[b]) ** 2).sum(axis=1))))
+    else:
+        med_step = med_col = 1.0
+    return cen, means, max(med_step, 1e-6), max(med_col, 1e-6)
+
+
+def _cross_edges(prev, cur, dz, med_step, med_col, colour_weight, plane_weight, min_overlap):
+    """Edges between overlapping superpixels of two neighbouring planes, as a COO matrix.
+
+    Cost: ``plane_weight`` times the anisotropic centroid step over the median in-plane step,
+    plus ``colour_weight`` times the colour difference over the median in-plane one.
+    """
+    (ra, ca, ma, na), (rb, cb, mb, nb) = prev, cur
+    valid = (ra >= 0) & (rb >= 0)
+    key = ra[valid].astype(np.int64) * nb + rb[valid]
+    uniq, counts = np.unique(key, return_counts=True)
+    a, b = uniq // nb, uniq % nb
+    area_a = np.bincount(ra[ra >= 0], minlength=na)
+    area_b = np.bincount(rb[rb >= 0], minlength=nb)
+    keep = counts >= min_overlap * np.minimum(area_a[a], area_b[b])
+    # every superpixel keeps its largest overlap, so no plane is cut off
+    for side in (a, b):
+        order = np.lexsort((-counts, side))
+        first = np.ones(order.size, dtype=bool)
+        first[1:] = side[order][1:] != side[order][:-1]
+        keep[order[first]] = True
+    a, b = a[keep], b[keep]
+    step = np.sqrt(dz**2 + ((ca[a] - cb[b]) ** 2).sum(axis=1)) / med_step
+    dcol = np.sqrt(((ma[a] - mb[b]) ** 2).sum(axis=1)) / med_col
+    cost = plane_weight * step + colour_weight * dcol + 1e-6
+    return sparse.coo_matrix((cost, (a, b)), shape=(na, nb))
+
+
+def _join_graph(parts, n_nodes):
+    """One sparse graph from in-plane blocks ``(coo, offset)`` and cross-plane blocks
+    ``(coo, (offset_a, offset_b))``."""
+    rows, cols, vals = [], [], []
+    for coo, off in parts:
+        oa, ob = (off, off) if np.isscalar(off) else off
+        rows.append(coo.row.astype(np.int64) + oa)
+        cols.append(coo.col.astype(np.int64) + ob)
+        vals.append(coo.data)
+    if not rows:
+        return sparse.csr_matrix((n_nodes, n_nodes))
+    return sparse.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                             shape=(n_nodes, n_nodes)).tocsr()
+
+
+def _known_sample(pixfeat, known_small, classes, rng, *, per_class):
+    """Features and class indices of up to ``per_class`` random decided pixels per class."""
+    xs, ys = [], []
+    flat = known_small.ravel()
+    for ci, c in enumerate(classes):
+        sel = np.flatnonzero(flat == c)
+        if sel.size > per_class:
+            sel = rng.choice(sel, per_class, replace=False)
+        if sel.size:
+            xs.append(pixfeat.reshape(-1, pixfeat.shape[2])[sel])
+            ys.append(np.full(sel.size, ci))
+    if not xs:
+        return np.zeros((0, pixfeat.shape[2]), np.float32), np.zeros(0, np.int64)
+    return np.concatenate(xs), np.concatenate(ys)
