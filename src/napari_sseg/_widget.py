@@ -343,6 +343,14 @@ class SSegWidget(QWidget):
         lay.addWidget(self.progress_bar)
         lay.addWidget(self.status)
         lay.addWidget(sugg)
+        from ._panels import make_panels
+
+        self.panels = {}
+        for title, panel in make_panels(self):
+            box = QGroupBox(title)
+            QVBoxLayout(box).addWidget(panel)
+            lay.addWidget(box)
+            self.panels[title] = panel
         lay.addStretch(1)
 
         self._live_timer = QTimer(self)
