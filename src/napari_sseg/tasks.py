@@ -1,0 +1,223 @@
+"""Per-image task functions of the batch engine (:mod:`napari_sseg.batch`).
+
+Each has the shape ``task(inputs: dict, out_dir: Path) -> dict``: it reads its own image (and
+ground truth) from the paths in ``inputs``, writes its outputs atomically into ``out_dir`` and
+returns the fields of its entry in the run record. They run in the calling process or on a Dask
+worker alike, so they hold no client state; a worker builds a mask proposer once per setting
+(:func:`get_proposer`) and reuses it for the following images.
+
+Points travel inside ``inputs`` as plain lists (:func:`points_to_inputs`), so that a task's
+digest changes exactly when its own points change.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "bounded_points",
+    "expand_image",
+    "get_proposer",
+    "points_from_inputs",
+    "points_to_inputs",
+    "simulate_image",
+    "simulation_seed",
+]
+
+
+# ----------------------------------------------------------------------------- shared helpers
+
+
+def points_to_inputs(points) -> dict:
+    """A :class:`~napari_sseg.core.points.PointSet` as JSON-able lists (exact float coords)."""
+    return {"coords": [[float(r), float(c)] for r, c in points.coords],
+            "labels": [int(v) for v in points.labels]}
+
+
+def points_from_inputs(data: dict):
+    """The :class:`~napari_sseg.core.points.PointSet` of :func:`points_to_inputs`."""
+    from .core.points import PointSet
+
+    coords = np.asarray(data.get("coords", []), dtype=np.float64).reshape(-1, 2)
+    return PointSet(coords, np.asarray(data.get("labels", []), dtype=np.int64))
+
+
+@functools.lru_cache(maxsize=2)
+def _proposer(key: str):
+    from .backends import resolve_backend
+
+    s = json.loads(key)
+    return resolve_backend(s.get("backend", "auto"), model=s.get("model", "tiny"),
+                           device=s.get("device", "auto"), checkpoint=s.get("checkpoint"),
+                           cache_dir=s.get("cache_dir"))
+
+
+def get_proposer(settings: dict | None):
+    """(proposer, description) for backend settings, built once per process and setting.
+
+    ``settings``: ``backend``, ``model``, ``device``, ``checkpoint``, ``cache_dir`` (as in
+    :func:`napari_sseg.backends.resolve_backend`); ``None`` is the superpixel expansion.
+    """
+    if not settings:
+        return None, "superpixel"
+    keys = ("backend", "model", "device", "checkpoint", "cache_dir")
+    return _proposer(json.dumps({k: settings.get(k) for k in keys}, sort_keys=True))
+
+
+def bounded_points(points, sources, shape, clip: bool, where: str):
+    """Points inside ``shape``: clipped with a warning, or a ``ValueError`` naming the lines."""
+    bad = points.outside(shape)
+    if not bad.size:
+        return points
+    lines = ", ".join(
+        f"{sources[i] if i < len(sources) else f'#{i}'} (row={points.coords[i, 0]:g}, "
+        f"col={points.coords[i, 1]:g})" for i in bad[:10]
+    )
+    more = f" and {bad.size - 10} more" if bad.size > 10 else ""
+    msg = (f"{where}: {bad.size} point(s) outside the image of {shape[0]} rows x {shape[1]} "
+           f"columns: {lines}{more}")
+    if clip:
+        logging.getLogger("napari_sseg.cli").warning("%s; clipped onto the border (--clip)", msg)
+        return points.clipped(shape)
+    raise ValueError(f"{msg}; fix them or pass --clip")
+
+
+def _report(report, text: str) -> None:
+    if report is not None:
+        report(text)
+
+
+def _run(gen, report, prefix: str):
+    from .core.progress import run_generator
+
+    return run_generator(gen, None if report is None else
+                         (lambda e: report(f"{prefix}: {e.message}" if e.message else prefix)))
+
+
+# ----------------------------------------------------------------------------- expand
+
+
+def expand_image(inputs: dict, out_dir: Path, report=None) -> dict:
+    """Expand the points of one image into its label PNG and overlay.
+
+    Inputs
+    ------
+    image : str
+        Image file.
+    points : dict
+        :func:`points_to_inputs` of the image's points.
+    labels_out, overlay_out : str
+        Output names relative to ``out_dir``.
+    max_id : int
+        Largest class id of the whole run (keeps the label dtype the same over the batch).
+    classes : list of dict
+        ``[{"id", "name", "colour"}]`` for the overlay colours.
+    clip : bool
+        Clip points outside the image onto its border (else the task fails naming them).
+    backend : dict, optional
+        Backend settings for :func:`get_proposer`.
+    _sources : list of str, optional
+        Where each point came from (``"line 12"``), for error messages.
+    _where : str, optional
+        Names the points file and image in error messages.
+
+    Returns
+    -------
+    dict
+        ``classes`` (ids present in the points) and ``method`` of the expansion.
+    """
+    from .core.pipeline import iter_expand_image
+    from .io import read_image, write_label_image, write_overlay
+    from .io.classes import classes_from_items
+
+    path = Path(inputs["image"])
+    image = read_image(path)
+    points = points_from_inputs(inputs["points"])
+    points = bounded_points(points, inputs.get("_sources") or [], image.shape[:2],
+                            bool(inputs.get("clip")), inputs.get("_where") or str(path))
+    proposer, _ = get_proposer(inputs.get("backend"))
+    _report(report, path.name)
+    result = _run(iter_expand_image(image, points, proposer=proposer), report, path.name)
+    table = classes_from_items(inputs.get("classes") or [], lambda i: f"class #{i}",
+                               error=ValueError)
+    write_label_image(out_dir / inputs["labels_out"], result.labels, max_id=inputs.get("max_id"))
+    write_overlay(out_dir / inputs["overlay_out"], image, result.labels, table)
+    return {"classes": sorted(int(c) for c in points.classes),
+            "method": result.info.get("method")}
+
+
+# ----------------------------------------------------------------------------- simulate
+
+
+def simulation_seed(seed: int, index: int) -> int:
+    """The sampling seed of one (seed, image index) pair of a simulation."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
+
+
+def simulate_image(inputs: dict, out_dir: Path, report=None) -> dict:
+    """Simulate a user on one image for each seed, expand, and score against the ground truth.
+
+    Inputs
+    ------
+    image, ground_truth : str
+        Image and class-index mask (``ground_truth`` may be ``None``: the task then fails
+        with ``missing``'s message).
+    index : int
+        The image's position in the run (enters the sampling seed).
+    seeds : list of int
+    n_points, strategy, batch_size, ignore_index
+        As in :func:`napari_sseg.core.simulate.iter_simulate`.
+    masks_out : dict, optional
+        Seed (as a string) -> output name of the predicted mask; masks are written only when
+        every seed ran.
+    backend : dict, optional
+    missing : str, optional
+        Error message when ``ground_truth`` is ``None``.
+
+    Returns
+    -------
+    dict
+        ``points`` (count per seed) and ``by_seed``: per seed the sampled ``coords`` and
+        ``labels`` and this image's confusion ``matrix`` (rows ground truth) for the client
+        to add up.
+    """
+    from .core.metrics import ConfusionMatrix
+    from .core.simulate import iter_simulate
+    from .io import read_image, read_label_image, write_label_image
+
+    path = Path(inputs["image"])
+    if inputs.get("ground_truth") is None:
+        raise ValueError(inputs.get("missing") or f"no ground-truth mask for {path.name}")
+    mask_path = Path(inputs["ground_truth"])
+    image = read_image(path)
+    gt = read_label_image(mask_path)
+    if gt.shape != image.shape[:2]:
+        raise ValueError(f"ground truth {mask_path} has {gt.shape[0]} rows x {gt.shape[1]} "
+                         f"columns but the image has {image.shape[0]} x {image.shape[1]}")
+    proposer, _ = get_proposer(inputs.get("backend"))
+    ignore = int(inputs.get("ignore_index", 255))
+    results = {}
+    for s in inputs["seeds"]:
+        prefix = f"{path.name} seed {s}"
+        _report(report, prefix)
+        pts, exp = _run(iter_simulate(
+            image, gt, int(inputs["n_points"]), strategy=inputs.get("strategy", "random"),
+            seed=simulation_seed(s, inputs["index"]), batch_size=int(inputs.get("batch_size", 5)),
+            proposer=proposer, ignore_index=ignore), report, prefix)
+        results[int(s)] = (pts, exp)
+    by_seed = {}
+    masks_out = inputs.get("masks_out") or {}
+    for s, (pts, exp) in results.items():
+        cm = ConfusionMatrix(ignore_index=ignore)
+        cm.update(gt, exp.labels)
+        by_seed[str(s)] = {**points_to_inputs(pts), "matrix": cm.matrix.tolist()}
+        if str(s) in masks_out:
+            write_label_image(out_dir / masks_out[str(s)], exp.labels)
+    return {"points": {str(s): len(r[0]) for s, r in results.items()}, "by_seed": by_seed}
