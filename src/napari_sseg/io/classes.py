@@ -16,6 +16,7 @@ import csv
 import io as _io
 import json
 import os
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,13 +125,15 @@ class ClassTable:
         return len(self.ids)
 
     def id_of(self, name: str) -> int | None:
-        """Id of class ``name`` (exact match first, then case-insensitive), or ``None``."""
+        """Id of class ``name`` (exact match first, then ignoring case, surrounding spaces and
+        Unicode normalisation: ``'café'`` typed on macOS, NFD, matches ``'café'`` in NFC), or
+        ``None``."""
         for cid, n in self.names.items():
             if n == name:
                 return cid
-        low = name.strip().lower()
+        low = _fold(name)
         for cid, n in self.names.items():
-            if n.strip().lower() == low:
+            if _fold(n) == low:
                 return cid
         return None
 
@@ -157,6 +160,10 @@ class ClassTable:
         ]
 
 
+def _fold(name: str) -> str:
+    return unicodedata.normalize("NFC", str(name)).strip().casefold()
+
+
 def read_classes(path: str | os.PathLike) -> ClassTable:
     """Read a classes file (JSON or CSV, see the module docstring).
 
@@ -180,6 +187,8 @@ def _classes_from_json(path: Path, text: str) -> ClassTable:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ClassesFileError(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}") from exc
+    except (ValueError, RecursionError) as exc:  # an integer of more than 4300 digits
+        raise ClassesFileError(f"{path}: invalid JSON: {exc}") from None
     if isinstance(data, dict) and "classes" in data:
         data = data["classes"]
     if isinstance(data, dict):
@@ -209,7 +218,7 @@ def classes_from_items(items, where, error: type[ValueError] = ClassesFileError)
             raise error(str(exc)) from None
         if cid in table.names:
             raise error(f"{here}: duplicate class id {cid}")
-        table.names[cid] = str(item.get("name", cid))
+        table.names[cid] = unicodedata.normalize("NFC", str(item.get("name", cid)).strip())
         col = item.get("colour", item.get("color"))
         if col is not None:
             try:
@@ -220,7 +229,10 @@ def classes_from_items(items, where, error: type[ValueError] = ClassesFileError)
 
 
 def _classes_from_csv(path: Path, text: str) -> ClassTable:
-    rows = list(csv.reader(_io.StringIO(text)))
+    try:
+        rows = list(csv.reader(_io.StringIO(text)))
+    except csv.Error as exc:  # a NUL byte, a stray quote running past the field-size limit
+        raise ClassesFileError(f"{path}: cannot read the CSV: {exc}") from None
     table = ClassTable()
     cols = {"id": 0, "name": 1, "colour": 2}
     start = 0
@@ -244,7 +256,7 @@ def _classes_from_csv(path: Path, text: str) -> ClassTable:
         cid = _parse_id(row[cols["id"]], where)
         if cid in table.names:
             raise ClassesFileError(f"{where}: duplicate class id {cid}")
-        table.names[cid] = row[cols["name"]].strip()
+        table.names[cid] = unicodedata.normalize("NFC", row[cols["name"]].strip())
         if "colour" in cols and cols["colour"] < len(row) and row[cols["colour"]].strip():
             try:
                 table.colours[cid] = parse_colour(row[cols["colour"]])
@@ -281,6 +293,9 @@ def _parse_id(value, where: str) -> int:
         raise ClassesFileError(f"{where}: class id {value!r} is not an integer") from None
     if cid < 0:
         raise ClassesFileError(f"{where}: class id {cid} is negative")
+    if cid > 2**32 - 1:
+        raise ClassesFileError(f"{where}: class id {cid} is too large for any label image "
+                               f"(at most 65535 for PNG masks); renumber the classes")
     return cid
 
 
