@@ -3,7 +3,10 @@
 Exit codes: 0 when every image succeeded, 1 when at least one image failed or was skipped
 (the batch still runs to the end and the summary names each one), 2 for bad usage or input that
 stops the run before any image is processed (unreadable points file, empty folder, outputs that
-exist without ``--overwrite``, unavailable backend).
+exist without ``--overwrite``, outputs that would replace inputs, an output folder that cannot be
+written, unavailable backend) and for a file that cannot be read or written and stops the run
+(a full disk); 3 for an internal error (a bug: ``-v`` shows the traceback). Errors are one line
+each (``napari-sseg: error: ...``), never a traceback.
 
 Importing this module imports neither torch, Qt nor napari; heavy modules load when a command
 needs them.
@@ -24,7 +27,8 @@ __all__ = ["main", "build_parser", "CliError", "COMMANDS"]
 
 #: Sub-command modules of this package, in the order ``--help`` lists them. Each defines
 #: ``add_parser(sub, common)`` (which sets ``func``) and ``run(args) -> int``.
-COMMANDS: list[str] = ["expand", "simulate", "score", "suggest"]
+COMMANDS: list[str] = ["sample", "expand", "simulate", "score", "suggest", "train", "predict",
+                       "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +64,10 @@ class _Handler(logging.Handler):
             msg = record.getMessage()
             if record.levelno >= logging.WARNING:
                 msg = f"{record.levelname.lower()}: {msg}"
+            if record.exc_info and record.levelno < logging.INFO:  # -v: the traceback
+                import traceback
+
+                msg += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
             from tqdm import tqdm
 
             tqdm.write(f"napari-sseg: {msg}", file=self.stream)
@@ -78,14 +86,30 @@ def main(argv: list[str] | None = None) -> int:
     old_level = pkg_log.level
     pkg_log.addHandler(handler)
     pkg_log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    from ..validate import InputError
+
     try:
         return int(args.func(args))
-    except CliError as exc:
+    except (CliError, InputError) as exc:
         log.error("%s", exc)
         return 2
     except KeyboardInterrupt:
         log.error("interrupted; outputs already written are complete, the rest were not written")
         return 130
+    except OSError as exc:  # a file that cannot be read or written (disk full, permissions)
+        where = f"{exc.filename}: " if exc.filename and str(exc.filename) not in str(
+            exc.strerror) else ""
+        log.error("%s%s; the run stopped", where, exc.strerror or exc)
+        log.debug("traceback", exc_info=True)
+        return 2
+    except MemoryError:
+        log.error("out of memory; try smaller images or fewer --workers")
+        return 2
+    except Exception as exc:  # never a traceback: one line, and the traceback with -v
+        log.error("internal error (%s: %s); please report it with the output of -v",
+                  type(exc).__name__, exc)
+        log.debug("traceback", exc_info=True)
+        return 3
     finally:
         pkg_log.removeHandler(handler)
         pkg_log.setLevel(old_level)
