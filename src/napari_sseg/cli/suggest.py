@@ -42,11 +42,24 @@ def add_parser(sub, common) -> None:
 def run(args) -> int:
     """``napari-sseg suggest``."""
     from ..io import read_image, write_unlabelled_points
+    from ..validate import (
+        InputError,
+        check_not_inputs,
+        check_points,
+        check_same_pixel,
+        check_seeds,
+        check_writable,
+    )
 
     if args.n < 1:
         raise CliError(f"-n must be at least 1, got {args.n}")
+    check_seeds([args.seed], "--seed")
     if not args.image.is_file():
-        raise CliError(f"{args.image}: no such image file")
+        raise CliError(f"{args.image}: no such image file" if not args.image.exists() else
+                       f"{args.image}: a folder; suggest takes one image file")
+    inputs = [args.image] + [p for p in (args.points, args.classes) if p is not None]
+    check_not_inputs([args.out], inputs)
+    check_writable(args.out.parent if str(args.out.parent) else Path("."))
     check_outputs([args.out], args.overwrite)
     try:
         from ..core.suggest import suggest_points
@@ -57,9 +70,16 @@ def run(args) -> int:
     points, sources = PointSet.empty(), []
     if args.points is not None:
         pf = read_points(args)
+        try:
+            check_points(pf, args.points)
+        except InputError as exc:
+            if sum(len(ps) for ps in pf.points.values()):
+                raise  # not the "no points" case
+            log.warning("%s; suggesting a first batch", exc)
         matched, _ = match_points(pf, [args.image], args.points)
         if args.image in matched:
             points, sources = points_for(pf, matched[args.image])
+            check_same_pixel(points, sources, f"{args.points} ({args.image.name})")
         else:
             log.warning("%s: no points for %s; suggesting a first batch", args.points,
                         args.image.name)
@@ -74,9 +94,17 @@ def run(args) -> int:
         expansion = None
         if len(points):
             expansion = run_generator(iter_expand_image(image, points, proposer=proposer))
-        coords = suggest_points(image, points, expansion, args.n, seed=args.seed)
+        free = image.shape[0] * image.shape[1] - len(points)
+        coords = suggest_points(image, points, expansion, min(args.n, max(free, 0)),
+                                seed=args.seed)
     except ValueError as exc:
         raise CliError(f"{args.image}: {exc}") from exc
+    if len(coords) < args.n:
+        log.warning("asked for %d point(s) but only %d could be suggested: %s has %d x %d = %d "
+                    "pixels, %d of them already labelled, and a suggestion never lands on a "
+                    "labelled pixel or on another suggestion", args.n, len(coords),
+                    args.image.name, image.shape[0], image.shape[1],
+                    image.shape[0] * image.shape[1], len(points))
     if args.out.parent and not args.out.parent.exists():
         make_dir(args.out.parent)
     write_unlabelled_points(args.out, args.image.name, coords)

@@ -4,7 +4,14 @@ Every writer here writes atomically (temporary file in the same folder, then ``o
 Importing this package imports only numpy (Pillow/tifffile load when an image is read or written).
 """
 
-from .atomic import atomic_open, atomic_write_bytes, atomic_write_json, atomic_write_text
+from .atomic import (
+    atomic_group,
+    atomic_open,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    remove_outputs,
+)
 from .classes import (
     ClassesFileError,
     ClassTable,
@@ -37,7 +44,8 @@ from .points_files import (
 )
 
 __all__ = [
-    "atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
+    "atomic_group", "atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
+    "remove_outputs",
     "ClassesFileError", "ClassTable", "colour_hex", "default_colour", "parse_colour",
     "read_classes", "write_classes_csv", "write_classes_json",
     "IMAGE_SUFFIXES", "ImageReadError", "list_images", "overlay_rgb", "read_image",

@@ -1,0 +1,94 @@
+"""Pre-run checks of each command, before any image is processed (exit code 2).
+
+Each ``validate_*`` function runs the library checks of :mod:`napari_sseg.validate` that apply to
+the command and raises one :class:`~napari_sseg.validate.InputError` listing every problem found
+(one per line, each said once), so that the serial loop and the batch engine start only on input
+that every image can use.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..validate import (
+    PNG_MAX_ID,
+    InputError,
+    check_class_ids,
+    check_not_inputs,
+    check_points,
+    check_same_pixel,
+    check_seeds,
+    check_writable,
+)
+
+log = logging.getLogger("napari_sseg.cli")
+
+
+class _Problems:
+    """Collects the messages of failed checks; :meth:`raise_any` raises them as one error."""
+
+    def __init__(self):
+        self.messages: list[str] = []
+
+    def run(self, check, *args, **kwargs) -> None:
+        try:
+            check(*args, **kwargs)
+        except InputError as exc:
+            if str(exc) not in self.messages:
+                self.messages.append(str(exc))
+
+    def raise_any(self) -> None:
+        if len(self.messages) == 1:
+            raise InputError(self.messages[0])
+        if self.messages:
+            raise InputError(f"{len(self.messages)} problems, nothing was run:\n"
+                             + "\n".join(self.messages))
+
+
+def _label_places(pf, points_path: Path, classes_path: Path | None) -> dict[str, list[int]]:
+    """Where each class id comes from: the lines of the points and the class table."""
+    places: dict[str, list[int]] = {}
+    for key, ps in pf.points.items():
+        big = [i for i, lab in enumerate(ps.labels) if int(lab) > PNG_MAX_ID]
+        if big:
+            places[f"{points_path}: {pf.describe(key, big[:5])}"
+                   f"{f' and {len(big) - 5} more' if len(big) > 5 else ''}"] = [
+                int(ps.labels[i]) for i in big]
+    table_ids = [i for i in pf.classes.names if i > PNG_MAX_ID]
+    if table_ids:
+        where = classes_path if classes_path is not None else f"{points_path} (its classes)"
+        places[f"{where}"] = table_ids
+    return places
+
+
+def validate_expand(args, images: list[Path], pf, matched: dict) -> None:
+    """Checks of ``expand`` (and of the points of ``suggest``) before anything is written.
+
+    Outputs never inputs, the output folder writable, points present and 2D, class ids that
+    fit the PNG masks, no two classes on one pixel.
+    """
+    from ._common import points_for
+
+    p = _Problems()
+    inputs = list(images) + [args.points] + ([args.classes] if args.classes else [])
+    planned = [args.out / n for i in images for n in (f"{i.stem}.png", f"{i.stem}_overlay.png")]
+    planned += [args.out / "run.json", args.out / "classes.json"]
+    p.run(check_not_inputs, planned, inputs, out_dir=args.out)
+    p.run(check_writable, args.out)
+    p.run(check_points, pf, args.points)
+    p.run(check_class_ids, _label_places(pf, args.points, args.classes))
+    for path, keys in matched.items():
+        points, sources = points_for(pf, keys)
+        p.run(check_same_pixel, points, sources, f"{args.points} ({path.name})")
+    p.raise_any()
+
+
+def validate_simulate(args, images: list[Path], masks: list[Path]) -> None:
+    """Checks of ``simulate``: seeds, outputs never inputs, output folder writable."""
+    p = _Problems()
+    p.run(check_seeds, args.seeds, "--seeds")
+    planned = [args.out / "metrics.json"] + [args.out / f"points_seed{s}.csv" for s in args.seeds]
+    p.run(check_not_inputs, planned, list(images) + list(masks), out_dir=args.out)
+    p.run(check_writable, args.out)
+    p.raise_any()
