@@ -74,7 +74,7 @@ class VolumeOptions:
     """
 
     expand: ExpandOptions = field(default_factory=ExpandOptions)
-    plane_weight: float = 1.0
+    plane_weight: float = 0.3
     min_overlap: float = 0.2
     region_samples: int = 200
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,9 @@ __all__ = [
     "ImageReadError",
     "list_images",
     "read_image",
+    "read_image_axes",
+    "ImageAxes",
+    "write_label_stack",
     "read_label_image",
     "write_label_image",
     "overlay_rgb",
@@ -84,6 +88,177 @@ def _read_raw(path: Path) -> np.ndarray:
     return arr
 
 
+@dataclass(frozen=True)
+class ImageAxes:
+    """An image or stack as read, with its axes.
+
+    Attributes
+    ----------
+    data : ndarray
+        (M, N), (M, N, C), (Z, M, N) or (Z, M, N, C): planes first, channels last.
+    axes : str
+        ``'YX'``, ``'YXC'``, ``'ZYX'`` or ``'ZYXC'`` (``Z`` stands for any plane axis: z or t).
+    note : str
+        How the file was read when its axes could be read otherwise (for example 3 pages that
+        could be the channels of one image), and the ``--axes`` value that says otherwise;
+        empty when the file is unambiguous.
+    """
+
+    data: np.ndarray
+    axes: str
+    note: str = ""
+
+    @property
+    def is_stack(self) -> bool:
+        return self.axes.startswith("Z")
+
+    def describe(self) -> str:
+        """'a stack of 10 planes of 512 x 512' or 'a 2D image of 512 x 512 with 3 channels'."""
+        shape = self.data.shape
+        if self.is_stack:
+            text = f"a stack of {shape[0]} planes of {shape[1]} x {shape[2]}"
+        else:
+            text = f"a 2D image of {shape[0]} x {shape[1]}"
+        if self.axes.endswith("C"):
+            text += f" with {shape[-1]} channels"
+        return text
+
+
+_AXES_OK = set("ZTQIYXCS")
+_PLANE_LETTERS = set("ZTQI")
+
+
+def _normalise_axes(path: Path, arr: np.ndarray, stored: str, given: bool) -> ImageAxes:
+    """Move ``arr`` with stored axes ``stored`` (tifffile letters or the user's) to planes
+    first, channels last."""
+    stored = stored.upper()
+    if len(stored) != arr.ndim or set(stored) - _AXES_OK or len(set(stored)) != len(stored):
+        raise ImageReadError(
+            f"{path}: axes {stored!r} do not fit the array of shape {arr.shape}; give one "
+            f"letter per axis from Z (or T: planes), Y, X, C (channels), e.g. --axes ZYX"
+        )
+    plane = [i for i, a in enumerate(stored) if a in _PLANE_LETTERS]
+    chan = [i for i, a in enumerate(stored) if a in "CS"]
+    if "Y" not in stored or "X" not in stored:
+        raise ImageReadError(f"{path}: axes {stored!r} need Y (rows) and X (columns)")
+    if len(plane) > 1:
+        # several plane axes (t and z): keep one, refuse if the others have more than one entry
+        big = [i for i in plane if arr.shape[i] > 1]
+        if len(big) > 1:
+            raise ImageReadError(
+                f"{path}: {len(big)} plane axes ({stored}, shape {arr.shape}): a time series of "
+                f"volumes; expand one volume (or one time series) per file"
+            )
+        keep = big[0] if big else plane[0]
+        drop = tuple(i for i in plane if i != keep)
+        arr = arr.squeeze(axis=drop)
+        stored = "".join(a for i, a in enumerate(stored) if i not in drop)
+        plane = [stored.index(a) for a in stored if a in _PLANE_LETTERS]
+        chan = [i for i, a in enumerate(stored) if a in "CS"]
+    if len(chan) > 1:
+        raise ImageReadError(f"{path}: more than one channel axis in {stored!r}")
+    order = plane + [stored.index("Y"), stored.index("X")] + chan
+    arr = np.moveaxis(arr, order, range(len(order)))
+    axes = ("Z" if plane else "") + "YX" + ("C" if chan else "")
+    if axes == "ZYX" and arr.shape[0] == 1:
+        arr, axes = arr[0], "YX"
+    return ImageAxes(arr, axes)
+
+
+def read_image_axes(path: str | os.PathLike, *, axes: str | None = None) -> ImageAxes:
+    """Read a 2D image or a stack (multi-page TIFF, OME-TIFF, ImageJ hyperstack) with its axes.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    axes : str, optional
+        Letters naming the axes of the array as stored in the file (``Z`` or ``T`` planes,
+        ``Y`` rows, ``X`` columns, ``C`` channels), e.g. ``'ZYX'`` for 3 pages that are planes,
+        ``'CYX'`` for 3 pages that are channels, ``'YXC'`` for a colour image. Without it the
+        file says: the TIFF's own axes (OME / ImageJ metadata, samples per pixel as channels,
+        several grey pages as planes); other formats are 2D.
+
+    Returns
+    -------
+    ImageAxes
+        ``note`` says how an ambiguous file was read (3 or 4 grey pages: planes or channels?
+        5 or fewer samples: channels or planes?) and how to say otherwise.
+
+    Raises
+    ------
+    ImageReadError
+        Naming the file, when it cannot be read or ``axes`` does not fit it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such image file")
+    if path.suffix.lower() not in _TIFF:
+        arr = read_image(path)
+        if axes is None:
+            stored = "YX" if arr.ndim == 2 else "YXC"
+            out = _normalise_axes(path, arr, stored, False)
+            if arr.ndim == 3 and arr.shape[2] <= 5 and arr.shape[2] not in (3, 4):
+                out = ImageAxes(out.data, out.axes, _note(path, out, "YXZ"))
+            return out
+        return _normalise_axes(path, arr, axes, True)
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tf:
+            series = tf.series[0]
+            arr = np.asarray(series.asarray())
+            stored = series.axes
+            n_pages = len(tf.pages)
+            rgb = int(tf.pages[0].photometric) == 2  # the file says: RGB colour
+    except Exception as exc:
+        raise ImageReadError(f"{path}: cannot read image (corrupt or truncated?): {exc}") from exc
+    if arr.dtype.byteorder == ">":
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    if axes is not None:
+        if len(axes) != arr.ndim:
+            raise ImageReadError(
+                f"{path}: --axes {axes} has {len(axes)} letters but the file holds an array of "
+                f"shape {arr.shape} ({arr.ndim} axes)"
+            )
+        return _normalise_axes(path, arr, axes, True)
+    out = _normalise_axes(path, arr, stored, False)
+    if out.is_stack and out.data.shape[0] <= 5 and not out.axes.endswith("C"):
+        # a few grey pages: planes (read so) or the channels of one image?
+        flip = "C" + stored.upper().replace("Q", "").replace("I", "").replace("Z", "").replace(
+            "T", "")
+        out = ImageAxes(out.data, out.axes, _note(path, out, flip))
+    elif (not out.is_stack and out.axes == "YXC" and out.data.shape[2] <= 5 and n_pages == 1
+          and not (rgb and out.data.shape[2] in (3, 4))):
+        flip = stored.upper().replace("S", "Z").replace("C", "Z")
+        out = ImageAxes(out.data, out.axes, _note(path, out, flip))
+    return out
+
+
+def _note(path: Path, read: ImageAxes, other: str) -> str:
+    return (f"{path.name}: read as {read.describe()} (axes {read.axes}); if that is wrong, "
+            f"pass --axes {other}")
+
+
+def write_label_stack(path: str | os.PathLike, labels: np.ndarray) -> Path:
+    """Write a (Z, M, N) label stack atomically as a multi-page TIFF, one grey page per plane.
+
+    Pixel values are the class ids (uint8 / uint16 / uint32).
+    """
+    import tifffile
+
+    arr = np.asarray(labels)
+    if arr.ndim != 3:
+        raise ValueError(f"a label stack must be (planes, rows, cols), got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer) or (arr.size and arr.min() < 0):
+        raise ValueError("labels must be non-negative integer class ids")
+    hi = int(arr.max()) if arr.size else 0
+    dtype = np.uint8 if hi < 256 else np.uint16 if hi < 65536 else np.uint32
+    with atomic_open(path, "wb") as fh:
+        tifffile.imwrite(fh, arr.astype(dtype, copy=False), photometric="minisblack",
+                         compression="zlib")
+    return Path(path)
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read a 2D grey, RGB(A) or multichannel image.
 
@@ -105,6 +280,19 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such image file")
+    if path.suffix.lower() in _TIFF:
+        try:
+            read = read_image_axes(path)
+        except ImageReadError:
+            read = None  # the reader below says what is wrong
+        if read is not None and read.is_stack:
+            raise ImageReadError(
+                f"{path}: expected a 2D image, but the file is {read.describe()} (axes "
+                f"{read.axes}); expand it as a volume (a points file with planes), or pass "
+                f"--axes CYX if the planes are the channels of one image"
+            )
+        if read is not None:
+            return read.data
     try:
         arr = _read_raw(path)
     except Exception as exc:  # any decoder failure: corrupt, truncated, unknown format
