@@ -104,6 +104,30 @@ def _run(gen, report, prefix: str):
 # ----------------------------------------------------------------------------- expand
 
 
+def _all_or_nothing(*keys: str):
+    """Decorate a task so that its outputs (the names in ``inputs[key]``: a name or a dict of
+    names) appear together or not at all, and a failure removes that task's previous outputs,
+    which would otherwise look current beside a record saying it failed (a rerun with
+    ``--overwrite``)."""
+
+    def deco(fn):
+        @functools.wraps(fn)
+        def task(inputs: dict, out_dir: Path, report=None) -> dict:
+            from .io.atomic import atomic_group
+
+            names = []
+            for k in keys:
+                v = inputs.get(k)
+                names += list(v.values()) if isinstance(v, dict) else ([v] if v else [])
+            with atomic_group(discard=[Path(out_dir) / n for n in names]):
+                return fn(inputs, out_dir, report)
+
+        return task
+
+    return deco
+
+
+@_all_or_nothing("labels_out", "overlay_out")
 def expand_image(inputs: dict, out_dir: Path, report=None) -> dict:
     """Expand the points of one image into its label PNG and overlay.
 
@@ -161,6 +185,7 @@ def simulation_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
 
 
+@_all_or_nothing("masks_out")
 def simulate_image(inputs: dict, out_dir: Path, report=None) -> dict:
     """Simulate a user on one image for each seed, expand, and score against the ground truth.
 
@@ -168,7 +193,7 @@ def simulate_image(inputs: dict, out_dir: Path, report=None) -> dict:
     ------
     image, ground_truth : str
         Image and class-index mask (``ground_truth`` may be ``None``: the task then fails
-        with ``missing``'s message).
+        with ``_missing``'s message).
     index : int
         The image's position in the run (enters the sampling seed).
     seeds : list of int
@@ -178,7 +203,7 @@ def simulate_image(inputs: dict, out_dir: Path, report=None) -> dict:
         Seed (as a string) -> output name of the predicted mask; masks are written only when
         every seed ran.
     backend : dict, optional
-    missing : str, optional
+    _missing : str, optional
         Error message when ``ground_truth`` is ``None``.
 
     Returns
@@ -194,7 +219,7 @@ def simulate_image(inputs: dict, out_dir: Path, report=None) -> dict:
 
     path = Path(inputs["image"])
     if inputs.get("ground_truth") is None:
-        raise ValueError(inputs.get("missing") or f"no ground-truth mask for {path.name}")
+        raise ValueError(inputs.get("_missing") or f"no ground-truth mask for {path.name}")
     mask_path = Path(inputs["ground_truth"])
     image = read_image(path)
     gt = read_label_image(mask_path)
@@ -202,7 +227,8 @@ def simulate_image(inputs: dict, out_dir: Path, report=None) -> dict:
         raise ValueError(f"ground truth {mask_path} has {gt.shape[0]} rows x {gt.shape[1]} "
                          f"columns but the image has {image.shape[0]} x {image.shape[1]}")
     proposer, _ = get_proposer(inputs.get("backend"))
-    ignore = int(inputs.get("ignore_index", 255))
+    ignore = inputs.get("ignore_index", 255)
+    ignore = -1 if ignore is None else int(ignore)  # None: every pixel is annotated
     results = {}
     for s in inputs["seeds"]:
         prefix = f"{path.name} seed {s}"

@@ -29,6 +29,70 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-dir", type=Path, help="folder for cached image embeddings")
 
 
+def add_batch_args(p: argparse.ArgumentParser) -> None:
+    """``--workers``, ``--scheduler`` and ``--resume`` of a command run by the batch engine."""
+    g = p.add_argument_group("batch")
+    g.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="1 (default): one image after another in this process; N > 1: a local "
+                        "Dask cluster of N single-threaded worker processes")
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on an existing Dask cluster, e.g. tcp://host:8786 (workers started "
+                        "with `dask worker ADDRESS` or dask-jobqueue)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in the same output folder: images whose "
+                        "outputs match run.json and whose inputs are unchanged are kept, the "
+                        "rest are redone")
+
+
+def check_batch_args(args) -> None:
+    if args.workers < 1:
+        raise CliError(f"--workers must be at least 1, got {args.workers}")
+    if args.scheduler and args.workers != 1:
+        raise CliError("give --workers N (a local cluster) or --scheduler ADDRESS (an existing "
+                       "one), not both")
+
+
+def resume_record(args, command: str, record_name: str = "run.json") -> dict | None:
+    """The previous record to resume (``--resume``), or ``None`` (then outputs are checked)."""
+    from ..batch import load_record
+
+    if not args.resume:
+        return None
+    path = args.out / record_name
+    prev = load_record(path)
+    if prev is None:
+        if path.exists():
+            raise CliError(f"{path}: cannot read the record of the run to resume; remove it or "
+                           f"choose another --out")
+        log.info("--resume: no %s in %s, starting a new run", record_name, args.out)
+        return None
+    if prev.get("command") != command:
+        raise CliError(f"{path} records a {prev.get('command')!r} run, not {command!r}; "
+                       f"choose another --out")
+    return prev
+
+
+def run_tasks(args, tasks: list, *, record: dict, unit: str, desc: str,
+              record_name: str = "run.json") -> dict:
+    """Run ``tasks`` with the batch engine, a tqdm bar counting finished tasks; the record."""
+    from ..batch import BatchError, run_batch
+
+    bar = progress_bar(args, len(tasks), unit, desc)
+
+    def progress(done: int, total: int, entry: dict) -> None:
+        bar.update(1)
+        show_status(bar, f"{entry.get('key')} {entry['status']}")
+
+    try:
+        return run_batch(tasks, args.out, record=record, record_name=record_name,
+                         workers=args.workers, scheduler=args.scheduler, resume=args.resume,
+                         progress=progress, status=lambda key, msg: show_status(bar, msg))
+    except BatchError as exc:
+        raise CliError(str(exc)) from exc
+    finally:
+        close_bar(bar)
+
+
 def progress_bar(args, total: int, unit: str, desc: str):
     import sys
 
@@ -89,11 +153,10 @@ def make_dir(path: Path) -> None:
 
 
 def backend_from_args(args):
-    from ..backends import resolve_backend
+    from ..tasks import get_proposer
 
-    try:
-        return resolve_backend(args.backend, model=args.model, device=args.device,
-                               checkpoint=args.checkpoint, cache_dir=args.cache_dir)
+    try:  # built once per process: serial tasks with the same settings reuse it
+        return get_proposer(backend_settings(args))
     except (ValueError, FileNotFoundError, ImportError, RuntimeError, OSError) as exc:
         raise CliError(f"backend {args.backend!r}: {exc}") from exc
 
@@ -121,6 +184,8 @@ def match_points(pf, images: list[Path], points_path: Path) -> tuple[dict, list[
     Name are ignored. Several Names matching one image have their points merged.
     """
     keys = list(pf.points)
+    if keys == [None] and not len(pf.points[None]):
+        return {}, []  # no points at all: the caller says so (validate.check_points)
     if keys == [None]:
         if len(images) != 1:
             raise CliError(
@@ -128,16 +193,18 @@ def match_points(pf, images: list[Path], points_path: Path) -> tuple[dict, list[
                 f"points of one image; give one image file, not {len(images)} images"
             )
         return {images[0]: [None]}, []
-    by_name = {p.name: p for p in images}
+    from ..validate import nfc  # names compared in Unicode NFC: macOS writes file names in NFD
+
+    by_name = {nfc(p.name): p for p in images}
     by_lower: dict[str, list[Path]] = {}
     by_stem: dict[str, list[Path]] = {}
     for p in images:
-        by_lower.setdefault(p.name.lower(), []).append(p)
-        by_stem.setdefault(p.stem.lower(), []).append(p)
+        by_lower.setdefault(nfc(p.name).lower(), []).append(p)
+        by_stem.setdefault(nfc(p.stem).lower(), []).append(p)
     matched: dict[Path, list] = {}
     unmatched: list[str] = []
     for key in keys:
-        name = Path(str(key).replace("\\", "/")).name
+        name = nfc(Path(str(key).replace("\\", "/")).name)
         cands = ([by_name[name]] if name in by_name else by_lower.get(name.lower())
                  or by_stem.get(Path(name).stem.lower()) or [])
         if len(cands) == 1:
@@ -157,20 +224,9 @@ def points_for(pf, keys: list):
 
 def bounded_points(points, sources, shape, clip: bool, where: str):
     """Points inside ``shape``: clipped with a warning, or an error naming the file lines."""
-    bad = points.outside(shape)
-    if not bad.size:
-        return points
-    lines = ", ".join(
-        f"{sources[i] if i < len(sources) else f'#{i}'} (row={points.coords[i, 0]:g}, "
-        f"col={points.coords[i, 1]:g})" for i in bad[:10]
-    )
-    more = f" and {bad.size - 10} more" if bad.size > 10 else ""
-    msg = (f"{where}: {bad.size} point(s) outside the image of {shape[0]} rows x {shape[1]} "
-           f"columns: {lines}{more}")
-    if clip:
-        log.warning("%s; clipped onto the border (--clip)", msg)
-        return points.clipped(shape)
-    raise ValueError(f"{msg}; fix them or pass --clip")
+    from ..tasks import bounded_points as bounded
+
+    return bounded(points, sources, shape, clip, where)
 
 
 def record_failure(rec: dict, path: Path, exc: Exception) -> None:

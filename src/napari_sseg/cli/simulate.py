@@ -1,25 +1,32 @@
-"""``napari-sseg simulate``: a simulated user samples points from ground truth; scores."""
+"""``napari-sseg simulate``: a simulated user samples points from ground truth; scores.
+
+One batch-engine task per image (:func:`napari_sseg.tasks.simulate_image`) runs every seed and
+returns that image's confusion matrix and points per seed; this process adds them up into
+``metrics.json`` and ``points_seed<k>.csv`` (so workers and resumed runs give the same numbers).
+"""
 
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 from ._common import (
     CliError,
     add_backend_args,
+    add_batch_args,
     backend_from_args,
     backend_settings,
+    check_batch_args,
     check_outputs,
-    close_bar,
     collect_images,
     log_summary,
     make_dir,
-    progress_bar,
-    record_failure,
-    show_status,
+    resume_record,
+    run_tasks,
 )
+
+from ._validate import simulate_ignore_index, validate_simulate
+from .score import IGNORE_HELP, ignore_index_arg
 
 log = logging.getLogger("napari_sseg.cli")
 
@@ -30,7 +37,7 @@ def add_parser(sub, common) -> None:
                        help="simulate annotation from ground truth and score the expansion")
     p.add_argument("--images", type=Path, required=True, metavar="DIR")
     p.add_argument("--ground-truth", type=Path, required=True, metavar="DIR",
-                   help="class-index masks with the same stems as the images (255 = ignore)")
+                   help="class-index masks with the same stems as the images")
     p.add_argument("--points-per-image", type=int, required=True, metavar="N")
     p.add_argument("--strategy", choices=("random", "grid", "suggest"), default="random")
     p.add_argument("--batch-size", type=int, default=5, metavar="B",
@@ -40,10 +47,12 @@ def add_parser(sub, common) -> None:
                         "(default: 0 1 2)")
     p.add_argument("--save-masks", action="store_true",
                    help="write the predicted masks to DIR/masks/seed<k>/<stem>.png")
-    p.add_argument("--ignore-index", type=int, default=255, help="unannotated ground-truth value")
+    p.add_argument("--ignore-index", type=ignore_index_arg, default="auto", metavar="N|none|auto",
+                   help=IGNORE_HELP)
     p.add_argument("--out", type=Path, required=True, metavar="DIR")
     p.add_argument("--overwrite", action="store_true")
     add_backend_args(p)
+    add_batch_args(p)
     p.set_defaults(func=run)
 
 
@@ -75,12 +84,26 @@ def _mean_scores(per_seed: list[dict]) -> dict:
     return out
 
 
+def _add_matrix(total, matrix):
+    """``total + matrix`` for square confusion matrices of possibly different sizes."""
+    import numpy as np
+
+    m = np.asarray(matrix, dtype=np.int64).reshape(len(matrix), -1)
+    n = max(total.shape[0], m.shape[0])
+    out = np.zeros((n, n), dtype=np.int64)
+    out[:total.shape[0], :total.shape[0]] += total
+    out[:m.shape[0], :m.shape[0]] += m
+    return out
+
+
 def run(args) -> int:
     """``napari-sseg simulate``."""
     import numpy as np
 
     from .. import __version__
+    from ..batch import Task
 
+    check_batch_args(args)
     if args.points_per_image < 1:
         raise CliError(f"--points-per-image must be at least 1, got {args.points_per_image}")
     if args.batch_size < 1:
@@ -90,72 +113,70 @@ def run(args) -> int:
         raise CliError(f"{args.images}: no such image folder")
     images = collect_images(args.images)
     pairs = _pair_masks(images, args.ground_truth)
-    planned = [args.out / "metrics.json"] + [args.out / f"points_seed{s}.csv" for s in seeds]
-    if args.save_masks:
-        planned += [args.out / "masks" / f"seed{s}" / f"{p.stem}.png"
-                    for s in seeds for p in images]
-    check_outputs(planned, args.overwrite)
+    validate_simulate(args, images, [m for m in pairs.values() if m])
+    if resume_record(args, "simulate") is None:
+        planned = [args.out / "metrics.json", args.out / "run.json"]
+        planned += [args.out / f"points_seed{s}.csv" for s in seeds]
+        if args.save_masks:
+            planned += [args.out / "masks" / f"seed{s}" / f"{p.stem}.png"
+                        for s in seeds for p in images]
+        check_outputs(planned, args.overwrite)
     if args.strategy == "suggest":
         try:
             from ..core import suggest  # noqa: F401
         except ImportError as exc:
             raise CliError(f"strategy 'suggest' is not available: {exc}") from exc
-    proposer, backend_desc = backend_from_args(args)
+    ignore_index = simulate_ignore_index(args, [m for m in pairs.values() if m])
+    _, backend_desc = backend_from_args(args)
     make_dir(args.out)
 
-    from ..core.metrics import ConfusionMatrix
-    from ..core.progress import run_generator
-    from ..core.simulate import iter_simulate
-    from ..io import read_image, read_label_image, write_label_image, write_points_csv
+    from ..core.metrics import segmentation_scores
+    from ..io import write_points_csv
     from ..io.atomic import atomic_write_json
+    from ..tasks import points_from_inputs
 
-    cms = {s: ConfusionMatrix(ignore_index=args.ignore_index) for s in seeds}
-    used = {s: {} for s in seeds}
-    records: list[dict] = []
-    bar = progress_bar(args, len(images) * len(seeds), "expansion", f"simulate {args.strategy}")
+    settings = backend_settings(args)
+    tasks = []
     for idx, path in enumerate(images):
-        rec = {"image": path.name, "status": "ok", "seconds": 0.0}
-        t0 = time.perf_counter()
-        try:
-            mask_path = pairs[path]
-            if mask_path is None:
-                raise ValueError(f"no ground-truth mask named {path.stem}.* in {args.ground_truth}")
-            image = read_image(path)
-            gt = read_label_image(mask_path)
-            if gt.shape != image.shape[:2]:
-                raise ValueError(f"ground truth {mask_path} has {gt.shape[0]} rows x "
-                                 f"{gt.shape[1]} columns but the image has {image.shape[0]} x "
-                                 f"{image.shape[1]}")
-            results = {}
-            for s in seeds:
-                # seed per (seed, image) so that results do not depend on the folder's other files
-                seq = int(np.random.SeedSequence([s, idx]).generate_state(1)[0])
-                show_status(bar, f"{path.name} seed {s}")
-                pts, exp = run_generator(iter_simulate(
-                    image, gt, args.points_per_image, strategy=args.strategy, seed=seq,
-                    batch_size=args.batch_size, proposer=proposer,
-                    ignore_index=args.ignore_index),
-                    lambda e: show_status(bar, f"{path.name} seed {s}: {e.message}"))
-                results[s] = (pts, exp)
-                bar.update(1)
-            for s, (pts, exp) in results.items():  # score only images that ran for every seed
-                cms[s].update(gt, exp.labels)
-                used[s][path.name] = pts
-                if args.save_masks:
-                    (args.out / "masks" / f"seed{s}").mkdir(parents=True, exist_ok=True)
-                    write_label_image(args.out / "masks" / f"seed{s}" / f"{path.stem}.png",
-                                      exp.labels)
-            rec["points"] = {str(s): len(r[0]) for s, r in results.items()}
-        except Exception as exc:
-            record_failure(rec, path, exc)
-        finally:
-            rec["seconds"] = round(time.perf_counter() - t0, 4)
-            records.append(rec)
-    close_bar(bar)
+        mask = pairs[path]
+        masks_out = ({str(s): f"masks/seed{s}/{path.stem}.png" for s in seeds}
+                     if args.save_masks else {})
+        inputs = {
+            "image": str(path), "ground_truth": str(mask) if mask else None, "index": idx,
+            "seeds": seeds, "n_points": args.points_per_image, "strategy": args.strategy,
+            "batch_size": args.batch_size, "ignore_index": ignore_index,
+            "backend": settings, "masks_out": masks_out,
+            "_missing": f"no ground-truth mask named {path.stem}.* in {args.ground_truth}",
+        }
+        tasks.append(Task(path.name, "napari_sseg.tasks:simulate_image", inputs,
+                          outputs=tuple(masks_out.values()),
+                          files=tuple(str(f) for f in (path, mask) if f),
+                          info={"image": path.name}))
+    record = {
+        "command": "simulate",
+        "settings": {"images": str(args.images), "ground_truth": str(args.ground_truth),
+                     "points_per_image": args.points_per_image, "strategy": args.strategy,
+                     "batch_size": args.batch_size, "seeds": seeds,
+                     "ignore_index": args.ignore_index, "save_masks": args.save_masks,
+                     **settings},
+        "backend": backend_desc,
+    }
+    run = run_tasks(args, tasks, record=record, unit="image", desc=f"simulate {args.strategy}")
 
+    # add up in the client: images that ran for every seed, in folder order
+    totals = {s: np.zeros((0, 0), dtype=np.int64) for s in seeds}
+    used = {s: {} for s in seeds}
+    records = []
+    for e in run["images"]:
+        by_seed = e.get("by_seed") or {}
+        if e["status"] == "ok":
+            for s in seeds:
+                totals[s] = _add_matrix(totals[s], by_seed[str(s)]["matrix"])
+                used[s][e["image"]] = points_from_inputs(by_seed[str(s)])
+        records.append({k: v for k, v in e.items() if k not in ("by_seed", "digest")})
     per_seed = []
     for s in seeds:
-        sc = cms[s].scores()
+        sc = segmentation_scores(totals[s])
         per_seed.append({"seed": s, **sc})
         write_points_csv(args.out / f"points_seed{s}.csv", used[s])
     mean = _mean_scores(per_seed)
@@ -171,7 +192,7 @@ def run(args) -> int:
         "seeds": seeds,
         "backend": backend_desc,
         "settings": {"images": str(args.images), "ground_truth": str(args.ground_truth),
-                     "ignore_index": args.ignore_index, **backend_settings(args)},
+                     "ignore_index": ignore_index, **settings},
         "images_scored": ok,
         "images_total": len(images),
         "per_seed": per_seed,
