@@ -241,8 +241,8 @@ def check_points(pf, points_path: str | os.PathLike, *, dims: int = 2) -> None:
     total = sum(len(ps) for ps in pf.points.values())
     if total == 0:
         kind = "a header but no points" if pf.format != "json" else "no points"
-        raise InputError(f"{points_path}: the points file holds {kind}; add points (one per "
-                         f"line under the header) or leave out --points")
+        raise InputError(f"{points_path}: the points file holds {kind}; add the points (for "
+                         f"a CSV one per line under the header)")
     ndim = getattr(pf, "ndim", 2)
     if ndim > dims:
         axes = ", ".join(f"axis-{i}" for i in range(ndim))

@@ -92,3 +92,37 @@ def validate_simulate(args, images: list[Path], masks: list[Path]) -> None:
     p.run(check_not_inputs, planned, list(images) + list(masks), out_dir=args.out)
     p.run(check_writable, args.out)
     p.raise_any()
+
+
+def simulate_ignore_index(args, masks: list[Path]) -> int | None:
+    """The ignore index of a simulation, chosen before it starts from every readable mask.
+
+    ``--ignore-index auto`` looks at the values of all ground-truth masks (see
+    :func:`napari_sseg.core.metrics.choose_ignore_index`) and says what it assumed; masks that
+    cannot be read are left to fail in their own task. Returns ``None`` when every pixel is
+    scored. Raises :class:`InputError` when nothing would be left to score, and with
+    ``--save-masks`` when a class value does not fit the PNG masks.
+    """
+    from ..core.metrics import choose_ignore_index, scoring_problems, value_counts
+    from ..io import ImageReadError, read_label_image
+
+    counts: dict[int, int] = {}
+    for m in masks:
+        try:
+            for v, c in value_counts(read_label_image(m)).items():
+                counts[v] = counts.get(v, 0) + c
+        except ImageReadError:
+            continue
+    choice = choose_ignore_index(counts, requested=args.ignore_index)
+    if choice.note:
+        (log.warning if choice.warn else log.info)("%s", choice.note)
+    if counts:
+        problem = scoring_problems(counts, choice.index)
+        if problem and problem.startswith("nothing to score"):
+            raise InputError(f"{args.ground_truth}: {problem}; no point can be sampled. Pass "
+                             f"--ignore-index none if {choice.index} is a class")
+        if problem:
+            log.warning("%s: %s", args.ground_truth, problem)
+        if getattr(args, "save_masks", False):
+            check_class_ids({str(args.ground_truth): [v for v in counts if v != choice.index]})
+    return choice.index

@@ -77,7 +77,9 @@ def run(args) -> int:
                 raise  # not the "no points" case
             log.warning("%s; suggesting a first batch", exc)
         matched, _ = match_points(pf, [args.image], args.points)
-        if args.image in matched:
+        if not matched and not sum(len(ps) for ps in pf.points.values()):
+            pass  # said above
+        elif args.image in matched:
             points, sources = points_for(pf, matched[args.image])
             check_same_pixel(points, sources, f"{args.points} ({args.image.name})")
         else:
