@@ -39,6 +39,7 @@ from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
 from ..backends.base import Candidates, MaskCrop, iter_candidates, sample_grid, upsample_crop
+from .corrections import check_corrections, painted_mask
 from .expand import ExpandOptions, Expansion, iter_expand
 from .points import PointSet
 from .progress import Progress
@@ -451,6 +452,7 @@ def iter_hybrid_expand(
     points: PointSet,
     proposer,
     *,
+    corrections: np.ndarray | None = None,
     options: ExpandOptions | None = None,
     hybrid: HybridOptions | None = None,
 ) -> Generator[Progress, None, Expansion]:
@@ -463,6 +465,11 @@ def iter_hybrid_expand(
         Labelled points inside the image.
     proposer : MaskProposer
         See :mod:`napari_sseg.backends.base`.
+    corrections : (M, N) ndarray of int, optional
+        Pixels the user painted (class id; 255 for uint8, 65535 for uint16 = not painted).
+        They override the proposer's masks and keep their class exactly; the fill uses them as
+        in :func:`~napari_sseg.core.expand.iter_expand`. With corrections and no points the
+        proposer is not run.
     options : ExpandOptions, optional
         Settings of the superpixel fill.
     hybrid : HybridOptions, optional
@@ -481,15 +488,24 @@ def iter_hybrid_expand(
     Raises
     ------
     ValueError
-        If there are no points or points lie outside the image.
+        If there are no points (and nothing painted) or points lie outside the image.
     """
     hopts = hybrid or HybridOptions()
     img = np.asarray(image)
     if img.ndim not in (2, 3):
         raise ValueError(f"image: expected (rows, cols[, channels]), got shape {img.shape}")
     m, n = img.shape[:2]
+    painted = None
+    if corrections is not None:
+        painted = painted_mask(check_corrections(corrections, (m, n)))
+        painted = painted if painted.any() else None
     if len(points) == 0:
-        raise ValueError("no labelled points: at least one point is needed to expand")
+        if painted is None:
+            raise ValueError("no labelled points: at least one point is needed to expand")
+        fill = yield from iter_expand(img, points, corrections=corrections, options=options)
+        fill.info = {"method": "superpixel-graph", "points": 0, "note": "no points: the "
+                     "proposer was not run", "fill": fill.info}
+        return fill
     points.check_bounds((m, n))
     rows, cols = points.pixel_indices()
     labels = points.labels
@@ -557,7 +573,7 @@ def iter_hybrid_expand(
 
     t0 = time.perf_counter()
     step0 = 2 + n_batches
-    gen = iter_expand(img, points, known=known, options=options)
+    gen = iter_expand(img, points, known=known, corrections=corrections, options=options)
     while True:
         try:
             ev = next(gen)
@@ -572,6 +588,9 @@ def iter_hybrid_expand(
     confidence[covered] = sam_conf[covered]
     labels_out = fill.labels
     labels_out[rows, cols] = labels  # every labelled point keeps its class
+    if painted is not None:  # painted pixels win over masks and points
+        labels_out[painted] = np.asarray(corrections)[painted]
+        confidence[painted] = 1.0
     info = {
         "method": "sam2+maskslic",
         "proposer": getattr(proposer, "name", type(proposer).__name__),

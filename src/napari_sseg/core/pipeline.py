@@ -21,6 +21,7 @@ def iter_expand_image(
     points: PointSet,
     *,
     proposer=None,
+    corrections: np.ndarray | None = None,
     options: ExpandOptions | None = None,
 ) -> Generator[Progress, None, Expansion]:
     """Expand the points of one image with the chosen method.
@@ -32,13 +33,17 @@ def iter_expand_image(
     proposer : MaskProposer, optional
         A mask proposer (see :mod:`napari_sseg.backends`); ``None`` runs the weight-free
         superpixel expansion alone.
+    corrections : (M, N) ndarray of int, optional
+        Painted pixels (class id; 255 for uint8, 65535 for uint16 = not painted), kept exactly
+        and used as evidence (see :mod:`napari_sseg.core.corrections`).
     options : ExpandOptions, optional
         Settings of the superpixel expansion / fill.
     """
     if proposer is None:
-        result = yield from iter_expand(image, points, options=options)
+        result = yield from iter_expand(image, points, corrections=corrections, options=options)
         return result
     from .fusion import iter_hybrid_expand
 
-    result = yield from iter_hybrid_expand(image, points, proposer, options=options)
+    result = yield from iter_hybrid_expand(image, points, proposer, corrections=corrections,
+                                           options=options)
     return result

@@ -9,17 +9,18 @@ the image and the points.
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .expand import ExpandOptions, Expansion
-from .metrics import IGNORE
+from .metrics import IGNORE, ConfusionMatrix
 from .pipeline import iter_expand_image
 from .points import PointSet
 from .progress import Progress
 from .sampling import oracle_labels, sample_points
 
-__all__ = ["STRATEGIES", "iter_simulate"]
+__all__ = ["STRATEGIES", "CorrectionRounds", "iter_simulate", "iter_simulate_corrections"]
 
 STRATEGIES = ("random", "grid", "suggest")
 
@@ -127,3 +128,128 @@ def iter_simulate(
     if expansion is None:
         raise ValueError("the suggestions gave no point on an annotated pixel")
     return points, expansion
+
+
+@dataclass
+class CorrectionRounds:
+    """Outcome of :func:`iter_simulate_corrections` on one image.
+
+    Attributes
+    ----------
+    refined, manual : list of (K, K) ndarray of int64
+        Confusion matrix (rows ground truth, columns prediction, ``ignore_index`` skipped) of
+        each arm after every round; entry 0 is the expansion from the points alone, shared by
+        both arms.
+    kept : list of float
+        Share of the refined arm's painted pixels that kept their class, per round (entry 0:
+        1.0, nothing painted yet).
+    discs : dict of str to list of DiscCorrection
+        The corrections each arm received, in order.
+    refined_labels, manual_labels : (M, N) ndarray
+        Masks after the last round.
+    corrections : (M, N) ndarray
+        The refined arm's corrections image after the last round.
+    seconds : dict of str to list of float
+        ``expand``: seconds of every expansion of the refined arm (entry 0: from the points).
+    """
+
+    refined: list
+    manual: list
+    kept: list
+    discs: dict
+    refined_labels: np.ndarray
+    manual_labels: np.ndarray
+    corrections: np.ndarray
+    seconds: dict = field(default_factory=dict)
+
+
+def iter_simulate_corrections(
+    image: np.ndarray,
+    ground_truth: np.ndarray,
+    points: PointSet,
+    rounds: int,
+    *,
+    radius: float = 8.0,
+    first: Expansion | None = None,
+    proposer=None,
+    options: ExpandOptions | None = None,
+    ignore_index: int = IGNORE,
+) -> Generator[Progress, None, CorrectionRounds]:
+    """Simulate ``rounds`` rounds of corrections after an expansion from ``points``.
+
+    In every round the oracle (:func:`~napari_sseg.core.corrections.oracle_disc`) paints a
+    disc of ``radius`` pixels with the true class at the innermost pixel of the largest wrong
+    region of each arm's current mask. Two arms follow their own errors:
+
+    * *refined*: all its corrections so far are given to a new expansion of the same points
+      (painted pixels keep their class and act as evidence);
+    * *manual*: the disc is painted into the previous mask, nothing else changes.
+
+    Parameters
+    ----------
+    image : (M, N[, C]) ndarray
+    ground_truth : (M, N) ndarray of int
+        Only the oracle reads it (and the scores).
+    points : PointSet
+    rounds : int
+        Correction rounds (0: just the first expansion).
+    radius : float
+        Disc radius in pixels.
+    first : Expansion, optional
+        The expansion from ``points`` alone when already computed.
+    proposer : MaskProposer, optional
+    options : ExpandOptions, optional
+    ignore_index : int
+
+    Returns
+    -------
+    CorrectionRounds
+    """
+    import time
+
+    from .corrections import empty_corrections, kept_fraction, oracle_disc, paint_disc
+
+    gt = np.asarray(ground_truth)
+    if gt.shape != np.asarray(image).shape[:2]:
+        raise ValueError(f"ground truth of shape {gt.shape} does not match the image of shape "
+                         f"{np.asarray(image).shape[:2]}")
+    if rounds < 0:
+        raise ValueError(f"rounds must be >= 0, got {rounds}")
+
+    def confusion(labels):
+        cm = ConfusionMatrix(ignore_index=ignore_index)
+        cm.update(gt, labels)
+        return cm.matrix.copy()
+
+    seconds = []
+    if first is None:
+        yield Progress(0, rounds + 1, "expanding the points")
+        t0 = time.perf_counter()
+        first = yield from iter_expand_image(image, points, proposer=proposer, options=options)
+        seconds.append(time.perf_counter() - t0)
+    max_id = int(max(gt[gt != ignore_index].max(initial=0), first.labels.max()))
+    corr = empty_corrections(gt.shape, max_id)
+    refined = first.labels
+    manual = first.labels
+    out = CorrectionRounds([confusion(refined)], [confusion(manual)], [1.0],
+                           {"refined": [], "manual": []}, refined, manual, corr)
+    for k in range(rounds):
+        yield Progress(k + 1, rounds + 1, f"correction round {k + 1}/{rounds}")
+        disc = oracle_disc(manual, gt, radius=radius, ignore_index=ignore_index)
+        if disc is not None:
+            manual = paint_disc(manual, disc.center, radius, disc.label)
+            out.discs["manual"].append(disc)
+        disc = oracle_disc(refined, gt, radius=radius, ignore_index=ignore_index)
+        if disc is not None:
+            corr = paint_disc(corr, disc.center, radius, disc.label)
+            out.discs["refined"].append(disc)
+            t0 = time.perf_counter()
+            refined = (yield from iter_expand_image(image, points, proposer=proposer,
+                                                    corrections=corr, options=options)).labels
+            seconds.append(time.perf_counter() - t0)
+        out.refined.append(confusion(refined))
+        out.manual.append(confusion(manual))
+        out.kept.append(kept_fraction(refined, corr))
+    out.refined_labels, out.manual_labels, out.corrections = refined, manual, corr
+    out.seconds["expand"] = seconds
+    return out
