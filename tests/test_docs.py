@@ -19,20 +19,24 @@ CLI = Path(sys.executable).parent / "napari-sseg"
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs" / "guide").glob("*.md"))]
 
 
-def shell_commands(markdown: str) -> list[str]:
-    """The ``napari-sseg`` commands of every ```bash block, continuation lines joined.
+def doc_steps(markdown: str) -> list[tuple[str, str]]:
+    """What a document asks the reader to run, in order: ``("bash", command)`` for every
+    ``napari-sseg`` command of a ```bash block (continuation lines joined) and ``("python",
+    code)`` for every ```python block.
 
-    Other lines of those blocks (``pip install``, ``bash scripts/...``) are not run here: the
+    Other lines of bash blocks (``pip install``, ``bash scripts/...``) are not run here: the
     set-up scripts are what CI itself runs. Generic synopses go in ```text blocks.
     """
-    commands = []
-    for block in re.findall(r"^```bash\n(.*?)^```", markdown, flags=re.S | re.M):
-        joined = re.sub(r"\\\n\s*", " ", block)
-        for line in joined.splitlines():
+    steps = []
+    for lang, block in re.findall(r"^```(bash|python)\n(.*?)^```", markdown, flags=re.S | re.M):
+        if lang == "python":
+            steps.append(("python", block))
+            continue
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines():
             line = line.split(" #", 1)[0].strip()
             if line.startswith("napari-sseg "):
-                commands.append(line)
-    return commands
+                steps.append(("bash", line))
+    return steps
 
 
 def _outputs(argv: list[str]) -> list[str]:
@@ -43,29 +47,33 @@ def _outputs(argv: list[str]) -> list[str]:
     return outs
 
 
-def test_every_document_has_runnable_commands():
-    assert shell_commands((ROOT / "README.md").read_text(encoding="utf-8"))
+def test_every_document_has_runnable_steps():
+    for doc in DOCUMENTS:
+        assert doc_steps(doc.read_text(encoding="utf-8")), f"{doc.name} shows nothing to run"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("doc", DOCUMENTS, ids=lambda p: p.name)
-def test_documented_commands_run_and_write_what_they_say(doc, tmp_path):
-    commands = shell_commands(doc.read_text(encoding="utf-8"))
-    if not commands:
-        pytest.skip(f"{doc.name} shows no napari-sseg command")
+def test_documented_steps_run_and_write_what_they_say(doc, tmp_path):
     env = {**os.environ, "MPLBACKEND": "Agg"}
-    for command in commands:
-        argv = shlex.split(command)
+    for kind, step in doc_steps(doc.read_text(encoding="utf-8")):
+        if kind == "python":
+            proc = subprocess.run([sys.executable, "-c", step], cwd=tmp_path, env=env,
+                                  capture_output=True, text=True, timeout=900)
+            assert proc.returncode == 0, f"{doc.name}: python block failed:\n{step}\n" \
+                                         f"{proc.stderr[-3000:]}"
+            continue
+        argv = shlex.split(step)
         proc = subprocess.run([str(CLI), *argv[1:]], cwd=tmp_path, env=env, capture_output=True,
                               text=True, timeout=900)
-        assert proc.returncode == 0, f"{doc.name}: `{command}` exited {proc.returncode}:\n" \
+        assert proc.returncode == 0, f"{doc.name}: `{step}` exited {proc.returncode}:\n" \
                                      f"{proc.stderr[-3000:]}"
         assert "Traceback" not in proc.stderr, proc.stderr
         for out in _outputs(argv):
             path = tmp_path / out
-            assert path.exists(), f"{doc.name}: `{command}` did not write {out}"
+            assert path.exists(), f"{doc.name}: `{step}` did not write {out}"
             if path.is_dir():
-                assert any(path.iterdir()), f"{doc.name}: `{command}` left {out} empty"
+                assert any(path.iterdir()), f"{doc.name}: `{step}` left {out} empty"
 
 
 def test_cli_reference_is_current():
