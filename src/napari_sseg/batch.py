@@ -629,7 +629,8 @@ def run_batch(
         if progress is not None:
             progress(done, total, e)
 
-    refresh(force=True)
+    if not (dask_mode and _todo_any(entries)):
+        refresh(force=True)  # on Dask: once the cluster answers (no record when none does)
     kept_or_skipped = [i for i, e in enumerate(entries) if e["status"] != "pending"]
     if kept:
         log.info("resuming: %d of %d task(s) already done with unchanged inputs and outputs; "
@@ -656,7 +657,8 @@ def run_batch(
                 finish(i, execute_task(t.func, t.inputs, str(out_dir), list(t.outputs),
                                        threads=threads, report=report))
         else:
-            state = _run_dask(tasks, todo, out_dir, finish, engine, scheduler=scheduler,
+            state = _run_dask(tasks, todo, out_dir, finish, engine,
+                              ready=lambda: refresh(force=True), scheduler=scheduler,
                               workers=workers, cancel=cancel, outputs_via=outputs_via,
                               threads=threads, memory_limit=memory_limit, dashboard=dashboard,
                               start_method=start_method, timeout=timeout)
@@ -690,14 +692,23 @@ def _default_start_method() -> str:
     return "spawn"
 
 
-def _run_dask(tasks, todo, out_dir: Path, finish, engine: dict, *, scheduler, workers, cancel,
-              outputs_via, threads, memory_limit, dashboard, start_method, timeout) -> str:
-    """Run the tasks ``todo`` on Dask; returns the final state (``finished``/``cancelled``)."""
+def _todo_any(entries: list[dict]) -> bool:
+    return any(e["status"] == "pending" for e in entries)
+
+
+def _run_dask(tasks, todo, out_dir: Path, finish, engine: dict, *, ready, scheduler, workers,
+              cancel, outputs_via, threads, memory_limit, dashboard, start_method,
+              timeout) -> str:
+    """Run the tasks ``todo`` on Dask; returns the final state (``finished``/``cancelled``).
+
+    ``ready()`` is called once the cluster answers, before the first task is submitted.
+    """
     import dask
     from distributed import Client, wait
 
     cluster = None
     marker = None
+    board = False
     with contextlib.ExitStack() as stack:
         if scheduler:
             try:
@@ -718,19 +729,25 @@ def _run_dask(tasks, todo, out_dir: Path, finish, engine: dict, *, scheduler, wo
                 "distributed.scheduler.worker-saturation": 1.0,
             }
             stack.enter_context(dask.config.set(cfg))
-            cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True,
-                dashboard_address=":0", memory_limit=memory_limit,
-                silence_logs=logging.ERROR, scheduler_port=0,
-            )
+            try:
+                cluster = LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True,
+                    dashboard_address=":0", memory_limit=memory_limit,
+                    silence_logs=logging.ERROR, scheduler_port=0,
+                )
+            except (OSError, TimeoutError, RuntimeError, ValueError) as exc:
+                raise BatchError(f"cannot start a local Dask cluster of {workers} worker(s): "
+                                 f"{exc}") from exc
             stack.callback(cluster.close)
+            log.info("Dask: local cluster of %d single-threaded worker process(es) (%s)",
+                     workers, method)
             client = Client(cluster, timeout=timeout)
             stack.callback(client.close)
             engine["start_method"] = method
         link = None
         with contextlib.suppress(Exception):
+            engine["cluster_workers"] = len(client.nthreads())
             info = client.scheduler_info()
-            engine["cluster_workers"] = len(info.get("workers", {}))
             # the scheduler's http server always answers; its dashboard needs bokeh there
             if "dashboard" in info.get("services", {}) and (
                     (cluster is not None and board) or client.run_on_scheduler(_has_bokeh)):
@@ -754,6 +771,7 @@ def _run_dask(tasks, todo, out_dir: Path, finish, engine: dict, *, scheduler, wo
         else:
             marker = "-"  # no such file anywhere: every worker returns its files
 
+        ready()
         futures = {}
         for i in todo:
             t = tasks[i]
