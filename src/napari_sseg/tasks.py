@@ -147,6 +147,9 @@ def expand_image(inputs: dict, out_dir: Path, report=None) -> dict:
         Clip points outside the image onto its border (else the task fails naming them).
     backend : dict, optional
         Backend settings for :func:`get_proposer`.
+    corrections : str, optional
+        Corrections file of the image (partial label image, 255 / 65535 = not corrected; see
+        :mod:`napari_sseg.io.corrections`): painted pixels keep their class and guide the rest.
     _sources : list of str, optional
         Where each point came from (``"line 12"``), for error messages.
     _where : str, optional
@@ -166,9 +169,16 @@ def expand_image(inputs: dict, out_dir: Path, report=None) -> dict:
     points = points_from_inputs(inputs["points"])
     points = bounded_points(points, inputs.get("_sources") or [], image.shape[:2],
                             bool(inputs.get("clip")), inputs.get("_where") or str(path))
+    corrections = None
+    if inputs.get("corrections"):
+        from .io.corrections import read_corrections
+
+        ids = [int(c["id"]) for c in inputs.get("classes") or []] or None
+        corrections = read_corrections(inputs["corrections"], image.shape[:2], classes=ids)
     proposer, _ = get_proposer(inputs.get("backend"))
     _report(report, path.name)
-    result = _run(iter_expand_image(image, points, proposer=proposer), report, path.name)
+    result = _run(iter_expand_image(image, points, proposer=proposer, corrections=corrections),
+                  report, path.name)
     table = classes_from_items(inputs.get("classes") or [], lambda i: f"class #{i}",
                                error=ValueError)
     write_label_image(out_dir / inputs["labels_out"], result.labels, max_id=inputs.get("max_id"))
@@ -203,6 +213,9 @@ def simulate_image(inputs: dict, out_dir: Path, report=None) -> dict:
         Seed (as a string) -> output name of the predicted mask; masks are written only when
         every seed ran.
     backend : dict, optional
+    corrections, stroke_radius : int, float, optional
+        Correction rounds after the expansion and the oracle's disc radius
+        (:func:`napari_sseg.core.simulate.iter_simulate_corrections`).
     _missing : str, optional
         Error message when ``ground_truth`` is ``None``.
 
@@ -211,7 +224,8 @@ def simulate_image(inputs: dict, out_dir: Path, report=None) -> dict:
     dict
         ``points`` (count per seed) and ``by_seed``: per seed the sampled ``coords`` and
         ``labels`` and this image's confusion ``matrix`` (rows ground truth) for the client
-        to add up.
+        to add up; with correction rounds also ``rounds``: the ``refined`` and ``manual``
+        arms' confusion matrices per round and the share of painted pixels ``kept``.
     """
     from .core.metrics import ConfusionMatrix
     from .core.simulate import iter_simulate
@@ -238,12 +252,24 @@ def simulate_image(inputs: dict, out_dir: Path, report=None) -> dict:
             seed=simulation_seed(s, inputs["index"]), batch_size=int(inputs.get("batch_size", 5)),
             proposer=proposer, ignore_index=ignore), report, prefix)
         results[int(s)] = (pts, exp)
+        if int(inputs.get("corrections") or 0) > 0:
+            from .core.simulate import iter_simulate_corrections
+
+            rounds = _run(iter_simulate_corrections(
+                image, gt, pts, int(inputs["corrections"]), first=exp, proposer=proposer,
+                radius=float(inputs.get("stroke_radius", 8.0)), ignore_index=ignore),
+                report, prefix + " corrections")
+            results[int(s)] = (pts, exp, {
+                "refined": [m.tolist() for m in rounds.refined],
+                "manual": [m.tolist() for m in rounds.manual], "kept": rounds.kept})
     by_seed = {}
     masks_out = inputs.get("masks_out") or {}
-    for s, (pts, exp) in results.items():
+    for s, (pts, exp, *rounds) in results.items():
         cm = ConfusionMatrix(ignore_index=ignore)
         cm.update(gt, exp.labels)
         by_seed[str(s)] = {**points_to_inputs(pts), "matrix": cm.matrix.tolist()}
+        if rounds:
+            by_seed[str(s)]["rounds"] = rounds[0]
         if str(s) in masks_out:
             write_label_image(out_dir / masks_out[str(s)], exp.labels)
     return {"points": {str(s): len(r[0]) for s, r in results.items()}, "by_seed": by_seed}

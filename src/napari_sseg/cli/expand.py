@@ -48,6 +48,10 @@ def add_parser(sub, common) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--clip", action="store_true",
                    help="clip points outside the image onto its border instead of failing")
+    p.add_argument("--corrections", type=Path, metavar="DIR",
+                   help="folder of corrections, DIR/<stem>.png: class ids where painted, 255 "
+                        "(16-bit: 65535) elsewhere; painted pixels keep their class and guide "
+                        "the rest (an image without a file there has no corrections)")
     add_backend_args(p)
     add_batch_args(p)
     p.set_defaults(func=run)
@@ -67,6 +71,8 @@ def run(args) -> int:
             raise CliError(f"{p} and {stems[p.stem]} would both write {p.stem}.png; "
                            f"rename one of them")
         stems[p.stem] = p
+    if args.corrections is not None and not args.corrections.is_dir():
+        raise CliError(f"{args.corrections}: no such corrections folder")
     pf = read_points(args)
     matched, unmatched = match_points(pf, images, args.points)
     validate_expand(args, images, pf, matched)
@@ -85,6 +91,7 @@ def run(args) -> int:
     log.info("backend: %s", backend_desc)
 
     from ..io import write_classes_json
+    from ..io.corrections import corrections_file
 
     table = pf.classes
     all_ids = set(table.names)
@@ -97,7 +104,12 @@ def run(args) -> int:
         keys = matched.get(path)
         points, sources = points_for(pf, keys) if keys else (None, [])
         info = {"image": path.name, "points": len(points) if points is not None else 0}
-        if points is None or not len(points):
+        corr = corrections_file(args.corrections, path) if args.corrections else None
+        if corr is not None and points is None:  # painted pixels alone are enough
+            from ..core.points import PointSet
+
+            points = PointSet.empty()
+        if points is None or not (len(points) or corr is not None):
             log.info("%s: no points in %s; skipped, nothing written", path.name, args.points)
             remove_outputs([args.out / f"{path.stem}.png", args.out / f"{path.stem}_overlay.png"])
             tasks.append(Task(path.name, "napari_sseg.tasks:expand_image", info=info,
@@ -110,8 +122,12 @@ def run(args) -> int:
             "classes": table.to_list(all_ids), "clip": args.clip, "backend": settings,
             "_sources": list(sources), "_where": f"{args.points} ({path.name})",
         }
+        if corr is not None:
+            inputs["corrections"] = str(corr)
+            info["corrections"] = corr.name
         tasks.append(Task(path.name, "napari_sseg.tasks:expand_image", inputs,
-                          outputs=(labels_out, overlay_out), files=(str(path),), info=info))
+                          outputs=(labels_out, overlay_out),
+                          files=(str(path),) + ((str(corr),) if corr else ()), info=info))
 
     outputs = {}
     if pf.textual:
@@ -121,7 +137,9 @@ def run(args) -> int:
         "settings": {"images": str(args.images), "points": str(args.points),
                      "points_format": pf.format,
                      "classes": str(args.classes) if args.classes else None,
-                     "clip": args.clip, "overwrite": args.overwrite, **settings},
+                     "clip": args.clip, "overwrite": args.overwrite,
+                     "corrections": str(args.corrections) if args.corrections else None,
+                     **settings},
         "backend": backend_desc,
         "classes": table.to_list(all_ids),
         "textual_labels": pf.textual,
