@@ -226,3 +226,10 @@ def test_local_cluster_task_over_memory_limit_fails_alone(crops, tmp_path):
     assert by_key["greedy"]["status"] == "failed"
     assert "worker process died" in by_key["greedy"]["error"]
     assert [by_key[t.key]["status"] for t in tasks if t.key != "greedy"] == ["ok", "ok"]
+
+
+def test_no_scheduler_at_the_address_is_a_clear_error_and_writes_no_record(crops, tmp_path):
+    pytest.importorskip("distributed")
+    with pytest.raises(BatchError, match="no Dask scheduler answered at tcp://127.0.0.1:9"):
+        run_batch(_tasks(crops), tmp_path / "o", scheduler="tcp://127.0.0.1:9", timeout=2)
+    assert not (tmp_path / "o" / "run.json").exists()
