@@ -71,6 +71,18 @@ class SliceJob:
     index: tuple[int, ...]
     image: np.ndarray
     points: object  # core.points.PointSet
+    corrections: np.ndarray | None = None  # painted pixels (255 / 65535 = none), see _panels
+
+
+@dataclass
+class VolumeJob:
+    """One (Z, M, N[, C]) volume to expand as a whole: its index in the axes before the planes
+    (() for a 3D image, (t,) for a 4D one), voxels, points (with planes) and voxel spacing."""
+
+    index: tuple[int, ...]
+    volume: np.ndarray
+    points: object  # core.points.PointSet with planes
+    spacing: tuple[float, float, float]
 
 
 @dataclass
@@ -83,6 +95,7 @@ class ExpandJob:
     class_names: dict[int, str]
     colours: dict[int, str]
     signature: tuple = field(default=())
+    volumes: list[VolumeJob] = field(default_factory=list)
 
 
 def _affine_of(layer, ndim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -131,11 +144,14 @@ def _layer_colour(layer) -> str | None:
     return str(col) if col else None
 
 
-def snapshot_expand_job(viewer, image_layer, *, channel_layers=(), allow_empty=False) -> ExpandJob:
+def snapshot_expand_job(viewer, image_layer, *, channel_layers=(), allow_empty=False,
+                        volume=False) -> ExpandJob:
     """Copy what an expansion needs from the layers (main thread).
 
     With ``allow_empty`` (suggestions for the very first clicks) an image without class points
-    gives one slice, the plane shown now, with no points.
+    gives one slice, the plane shown now, with no points. With ``volume`` a 3D image becomes
+    one :class:`VolumeJob` (every plane is labelled) and a 4D (t, z) one a volume per time
+    point holding points; otherwise each plane holding points is a :class:`SliceJob`.
 
     Raises
     ------
@@ -194,6 +210,23 @@ def snapshot_expand_job(viewer, image_layer, *, channel_layers=(), allow_empty=F
     labels = np.concatenate(labels)
     lead = np.floor(coords[:, : nd - 2] + 0.5).astype(np.int64)
     extra = [c.data for c in channel_layers]
+    sig = (image_layer.name, id(data), spatial, coords.round(3).tobytes(), labels.tobytes(),
+           tuple(id(c.data) for c in channel_layers), bool(volume))
+    if volume and nd >= 3 and lead_empty is None:
+        vols = []
+        outer = lead[:, : nd - 3]
+        spacing = tuple(float(v) for v in np.asarray(image_layer.scale)[nd - 3:nd])
+        for key in sorted({tuple(k) for k in outer.tolist()}):
+            sel = (np.all(outer == np.asarray(key, dtype=np.int64), axis=1) if key
+                   else np.ones(len(lead), bool))
+            vol = np.array(data[key] if key else data, copy=True)
+            if extra:
+                parts = [vol if vol.ndim == 4 else vol[..., None]]
+                parts += [np.asarray(e[key] if key else e)[..., None] for e in extra]
+                vol = np.concatenate(parts, axis=3)
+            pset = PointSet(coords[sel, nd - 2:], labels[sel], names, planes=lead[sel, nd - 3])
+            vols.append(VolumeJob(key, vol, pset, spacing))
+        return ExpandJob(image_layer.name, spatial, [], names, colours, sig, vols)
     slices = []
     keys = {tuple(k) for k in lead.tolist()} if lead_empty is None else {tuple(lead_empty.tolist())}
     for key in sorted(keys):
@@ -205,8 +238,6 @@ def snapshot_expand_job(viewer, image_layer, *, channel_layers=(), allow_empty=F
             plane = np.concatenate(planes, axis=2)
         pset = PointSet(coords[sel, nd - 2:], labels[sel], names)
         slices.append(SliceJob(key, plane, pset))
-    sig = (image_layer.name, id(data), spatial, coords.round(3).tobytes(), labels.tobytes(),
-           tuple(id(c.data) for c in channel_layers))
     return ExpandJob(image_layer.name, spatial, slices, names, colours, sig)
 
 
@@ -223,9 +254,26 @@ def expand_job_steps(job: ExpandJob, proposer_factory, cached_proposer):
         yield 0.0, "loading model"
         proposer = proposer_factory()
     results = []
+    if job.volumes:
+        from .core.volume import iter_expand_volume
+
+        n = len(job.volumes)
+        for i, vj in enumerate(job.volumes):
+            gen = iter_expand_volume(vj.volume, vj.points, spacing=vj.spacing)
+            while True:
+                try:
+                    ev = next(gen)
+                except StopIteration as stop:
+                    results.append((vj.index, stop.value))
+                    break
+                frac = (i + (ev.step / ev.total if ev.total else 0.0)) / n
+                where = f"time {vj.index[0]}: " if vj.index else ""
+                yield frac, where + ev.message
+        return proposer, results
     n = len(job.slices)
     for i, sl in enumerate(job.slices):
-        gen = iter_expand_image(sl.image, sl.points, proposer=proposer)
+        gen = iter_expand_image(sl.image, sl.points, proposer=proposer,
+                                corrections=sl.corrections)
         while True:
             try:
                 ev = next(gen)
@@ -249,7 +297,7 @@ def suggest_steps(job: ExpandJob, cached, n_points: int, want_map: bool, seed: i
     sl = job.slices[0]
     expansion = cached
     if expansion is None and len(sl.points):  # with no points yet, suggestions need none
-        gen = iter_expand_image(sl.image, sl.points)
+        gen = iter_expand_image(sl.image, sl.points, corrections=sl.corrections)
         while True:
             try:
                 ev = next(gen)
@@ -265,6 +313,36 @@ def suggest_steps(job: ExpandJob, cached, n_points: int, want_map: bool, seed: i
         yield 0.95, "acquisition map"
         amap = np.asarray(acq(sl.image, sl.points, expansion), dtype=np.float32)
     return sl.index, expansion, np.asarray(coords, dtype=float).reshape(-1, 2), amap
+
+
+def suggest_volume_steps(vj: VolumeJob, cached, n_points: int, seed: int):
+    """Worker generator for suggestions in a volume: the least confident plane, then positions.
+
+    The plane is the one whose mean confidence in the volume expansion (``cached``, or computed
+    here) is lowest; the positions come from the 2D suggestions on that plane with that plane's
+    part of the expansion. Returns ``(plane, expansion, suggestions (n, 2) (row, col))``.
+    """
+    from .core.expand import Expansion
+    from .core.suggest import suggest_points
+    from .core.volume import iter_expand_volume
+
+    expansion = cached
+    if expansion is None:
+        gen = iter_expand_volume(vj.volume, vj.points, spacing=vj.spacing)
+        while True:
+            try:
+                ev = next(gen)
+            except StopIteration as stop:
+                expansion = stop.value
+                break
+            yield 0.8 * ev.step / max(ev.total, 1), ev.message
+    yield 0.85, "choosing a plane and points"
+    plane = int(np.argmin(expansion.confidence.reshape(len(expansion.confidence), -1)
+                          .mean(axis=1)))
+    here = Expansion(expansion.labels[plane], expansion.confidence[plane])
+    coords = suggest_points(vj.volume[plane], vj.points.on_plane(plane), here, n_points,
+                            seed=seed)
+    return plane, expansion, np.asarray(coords, dtype=float).reshape(-1, 2)
 
 
 # --------------------------------------------------------------------------- the widget
@@ -293,6 +371,13 @@ class SSegWidget(QWidget):
         self.expand_btn = QPushButton("Expand")
         self.cancel_btn = QPushButton("Cancel")
         self.live_check = QCheckBox("Live (re-expand when points change)")
+        self.all_planes_check = QCheckBox("Stacks: label all planes (3D)")
+        self.all_planes_check.setChecked(True)
+        self.all_planes_check.setToolTip(
+            "On a 3D (or t, z) image, points on any planes label every plane through one "
+            "region graph across the planes (layer scale = voxel spacing). Unchecked: only the "
+            "planes holding points are expanded, each on its own."
+        )
         self.progress_bar = QProgressBar()
         self.status = QLabel("")
         self.status.setWordWrap(True)
@@ -340,6 +425,7 @@ class SSegWidget(QWidget):
         lay.addLayout(form)
         lay.addLayout(run)
         lay.addWidget(self.live_check)
+        lay.addWidget(self.all_planes_check)
         lay.addWidget(self.progress_bar)
         lay.addWidget(self.status)
         lay.addWidget(sugg)
@@ -494,11 +580,13 @@ class SSegWidget(QWidget):
             return
         try:
             image = self.image_layer()
-            job = snapshot_expand_job(self.viewer, image, channel_layers=self._channel_layers(image))
+            job = snapshot_expand_job(self.viewer, image, channel_layers=self._channel_layers(image),
+                                      volume=self.all_planes_check.isChecked())
         except ValueError as exc:
             self._notify_error(str(exc))
             return
-        key, factory = self._proposer_factory()
+        self._panel_hook("prepare_job", job)
+        key, factory = self._proposer_factory() if not job.volumes else (None, None)
         cached = self._proposer if key is not None and key == self._proposer_key else None
         worker = create_worker(
             expand_job_steps, job, factory, cached, _start_thread=False,
@@ -569,8 +657,17 @@ class SSegWidget(QWidget):
             self._rerun = False
             self.expand()
 
+    def _panel_hook(self, name: str, *args) -> None:
+        """Call ``name(*args)`` on every section that defines it (the corrections section
+        copies painted pixels into jobs and keeps them in results)."""
+        for panel in getattr(self, "panels", {}).values():
+            hook = getattr(panel, name, None)
+            if hook is not None:
+                hook(*args)
+
     def _apply_expansion(self, job: ExpandJob, key, result) -> None:
         proposer, results = result
+        self._panel_hook("before_apply", job, results)
         if key is not None:
             self._proposer, self._proposer_key = proposer, key
         image = self.viewer.layers[job.image_name] if job.image_name in self.viewer.layers else None
@@ -612,8 +709,10 @@ class SSegWidget(QWidget):
         out.metadata["sseg_colours"] = dict(job.colours)
         idx0, exp0 = results[0]
         self._last = (job.signature, idx0, exp0)
+        self._panel_hook("after_apply", job)
+        n_planes = sum(e.labels.shape[0] if e.labels.ndim == 3 else 1 for _, e in results)
         self._set_status(
-            f"labelled {len(results)} plane(s) of {job.image_name!r} with "
+            f"labelled {n_planes} plane(s) of {job.image_name!r} with "
             f"{len(job.class_names)} class(es) ({exp0.info.get('method', '')})"
         )
 
@@ -645,9 +744,25 @@ class SSegWidget(QWidget):
         try:
             image = self.image_layer()
             job = snapshot_expand_job(self.viewer, image, channel_layers=self._channel_layers(image),
-                                      allow_empty=True)
+                                      allow_empty=True, volume=self.all_planes_check.isChecked())
         except ValueError as exc:
             self._notify_error(str(exc))
+            return
+        self._panel_hook("prepare_job", job)
+        if job.volumes:  # a stack labelled as a whole: propose a plane and positions on it
+            here = points_to_image_data_position(self.viewer, image)
+            vj = next((v for v in job.volumes if v.index == here[: len(v.index)]), job.volumes[0])
+            last = self._last
+            cached = (last[2] if last is not None and last[0] == job.signature
+                      and last[1] == vj.index else None)
+            worker = create_worker(
+                suggest_volume_steps, vj, cached, self.n_suggest.value(), 0,
+                _start_thread=False, _connect={"errored": self._on_error},
+            )
+            worker.yielded.connect(self._on_progress)
+            worker.returned.connect(
+                lambda res, image=image, vj=vj: self._apply_volume_suggestions(image, vj, res))
+            self._start(worker, "suggesting a plane and points")
             return
         if len(job.slices) > 1:  # stacks: the plane shown now, if it holds points
             here = points_to_image_data_position(self.viewer, image)
@@ -695,6 +810,18 @@ class SSegWidget(QWidget):
                 )
         self._set_status(
             f"{len(coords)} suggestion(s): select some, pick a class and press 'Assign selected'"
+        )
+
+    def _apply_volume_suggestions(self, image, vj: VolumeJob, result) -> None:
+        plane, expansion, coords = result
+        self._apply_suggestions(image, (vj.index + (plane,), expansion, coords, None))
+        axis = image.ndim - 3  # show the proposed plane (world position of its plane axis)
+        world = np.asarray(image.data_to_world(
+            np.r_[np.asarray(vj.index + (plane,), float), 0.0, 0.0]), dtype=float)
+        self.viewer.dims.set_point(self.viewer.dims.ndim - image.ndim + axis, world[axis])
+        self._set_status(
+            f"plane {plane}: {len(coords)} suggestion(s) on the least confident plane; select "
+            f"some, pick a class and press 'Assign selected'"
         )
 
     def assign_selected(self) -> None:

@@ -180,6 +180,7 @@ def test_z_stack_expands_planes_with_points(viewer_widget, qtbot, two_regions):
     viewer.add_image(stack, name="stack")
     viewer.add_points([[1, 10, 10]], name="a", metadata={"sseg_class_id": 1})
     viewer.add_points([[1, 10, 70]], name="b", metadata={"sseg_class_id": 2})
+    widget.all_planes_check.setChecked(False)  # the planes-with-points mode
     expand_and_wait(qtbot, widget)
     out = widget.output_layer().data
     assert out.shape == stack.shape and out.dtype == np.uint8
