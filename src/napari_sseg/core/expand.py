@@ -43,6 +43,7 @@ from .image import normalized_float
 from .metrics import segmentation_scores
 from .points import PointSet
 from .progress import Progress, run_generator
+from .survey import check_prior
 from .superpixels import (
     block_mean,
     colour_features,
@@ -140,6 +141,7 @@ class ExpandOptions:
     forest_depth: int | None = 12
     forest_start: bool = True
     forest_kind: str = "extra"
+    forest_centre: bool = False
     forest_shrinkage: float = 0.3
 
 
@@ -160,6 +162,8 @@ def expand(
     corrections: np.ndarray | None = None,
     options: ExpandOptions | None = None,
     progress: Callable[[Progress], None] | None = None,
+    prior_proba: np.ndarray | None = None,
+    prior_classes: np.ndarray | None = None,
 ) -> Expansion:
     """Label every pixel of ``image`` from class points.
 
@@ -183,6 +187,13 @@ def expand(
     options : ExpandOptions, optional
     progress : callable, optional
         Called with :class:`Progress` events.
+    prior_proba : (P, Q, K) ndarray of float, optional
+        Class probabilities of a survey model for this image, on any grid covering it (see
+        :mod:`napari_sseg.core.survey`): a third expert, joined as a weighted product whose
+        weights the cross-validation over the points chooses (the expansion alone when it
+        predicts the held-out points best).
+    prior_classes : (K,) array_like of int, optional
+        Class ids of the last axis of ``prior_proba``; every class of the points must be one.
 
     Returns
     -------
@@ -195,7 +206,8 @@ def expand(
         or ``known`` / ``corrections`` have another shape.
     """
     return run_generator(iter_expand(image, points, known=known, corrections=corrections,
-                                     options=options), progress)
+                                     options=options, prior_proba=prior_proba,
+                                     prior_classes=prior_classes), progress)
 
 
 def iter_expand(
@@ -205,6 +217,8 @@ def iter_expand(
     known: np.ndarray | None = None,
     corrections: np.ndarray | None = None,
     options: ExpandOptions | None = None,
+    prior_proba: np.ndarray | None = None,
+    prior_classes: np.ndarray | None = None,
 ) -> Generator[Progress, None, Expansion]:
     """Generator version of :func:`expand`: yields :class:`Progress`, returns :class:`Expansion`."""
     opts = options or ExpandOptions()
@@ -223,6 +237,7 @@ def iter_expand(
     classes = np.union1d(points.classes, known_classes).astype(np.int64)
     if classes.size == 0:
         raise ValueError("no labelled points: at least one point is needed to expand")
+    prior_cols = None if prior_proba is None else check_prior(prior_proba, prior_classes, classes)
     yield Progress(0, total, "preparing features")
 
     factor = max(1, int(np.ceil(np.sqrt(m * n / opts.max_work_pixels))))
@@ -302,12 +317,17 @@ def iter_expand(
         if pixfeat.shape[2] > n_pix:
             # the forest expert: trees on the filter bank at the points' pixels
             xs, ys, fitted = at_points
+            if opts.forest_centre:
+                nk = int(keep.sum())
+                xs, ys = xs[4:9 * nk:9], ys[4:9 * nk:9]
+                fitted = len(np.unique(ys)) > 1
             if opts.forest_kind == "lda":
                 models.append(fit_lda(xs, ys, classes.size, shrinkage=opts.forest_shrinkage)
                               if fitted else None)
             else:
                 models.append(fit_forest(xs, ys, classes.size, start=opts.forest_start and n_pix,
-                                         n_trees=opts.forest_trees, max_depth=opts.forest_depth)
+                                         n_trees=opts.forest_trees, max_depth=opts.forest_depth,
+                                         kind=opts.forest_kind)
                               if fitted else None)
         return spatial, models
 
@@ -336,6 +356,11 @@ def iter_expand(
         from scipy import ndimage as ndi
 
         pmap = ndi.gaussian_filter(pmap, (sigma / step, sigma / step, 0), truncate=3.0)
+    prior_weights = None
+    if prior_cols is not None:  # the survey model, weighted by the same folds
+        pmap, prior_weights = _with_prior(pmap, prior_proba, prior_cols, ensemble, folds,
+                                          pixfeat, pr, pc, class_index, sigma, factor, step,
+                                          (m, n))
     yield Progress(3, total, "assembling labels")
 
     labels, confidence = _assemble(pmap, classes, factor * step, (m, n))
@@ -352,7 +377,7 @@ def iter_expand(
         confidence=confidence,
         info={"method": "superpixel-graph", "work_factor": factor, "superpixels": n_sp,
               "classes": classes.tolist(), "weights": [list(e) for e in ensemble],
-              "smoothing_px": float(sigma * factor)},
+              "smoothing_px": float(sigma * factor), "prior_weights": prior_weights},
     )
 
 
@@ -640,6 +665,22 @@ def _smoothing_helps(ensemble, folds, pixfeat, pr, pc, ci, n_classes, sigma):
         for p in (_held_out_proba(ensemble, folds, pixfeat, pr, pc, n_classes, s)
                   for s in (0.0, sigma)))
     return smoothed > plain
+
+
+def _with_prior(pmap, prior, cols, ensemble, folds, pixfeat, pr, pc, ci, sigma, factor, step,
+                full_shape):
+    """Join a survey model's probabilities to the posterior ``pmap`` (on a grid of
+    ``factor * step`` pixels); the (expansion, prior) weights are chosen on the folds' held-out
+    points, (1, 1) without folds."""
+    from .survey import choose_prior_weights, combine_prior, prior_on_grid
+
+    weights = (1.0, 1.0)
+    if folds:
+        held = _held_out_proba(ensemble, folds, pixfeat, pr, pc, cols.size, sigma)
+        at_points = prior_on_grid(prior, cols, pixfeat.shape[:2], factor, full_shape)[pr, pc]
+        weights, _ = choose_prior_weights(held, at_points, ci, _held_out_key)
+    grid = prior_on_grid(prior, cols, pmap.shape[:2], factor * step, full_shape)
+    return combine_prior(pmap, grid, weights), weights
 
 
 def _assemble(

@@ -1,0 +1,250 @@
+"""Survey model: train on some images of a set from points (or masks), label the held-out ones.
+
+Split of ``../shared/data`` (train / test, by source so nothing of a test image is seen):
+
+* ``em_isbi2012``: slices 00-13 / 14-19;
+* ``aerial_dubai``: tiles 1-3 (27 parts) / tiles 4-5 (18 parts);
+* ``coral_eilat``: photos LFT_0029 and LFT_0089 (8 quadrants) / oy0jr7asz6 and tq1wc5x2xy (8).
+
+25 random points per image (from the annotated pixels, one seed). Training arms, each with the
+same wall-clock budget (``--minutes``, which includes expanding the points for the
+pseudo-label arm) and the default forest: from the ground-truth masks (``mask``), from the
+expansion's pseudo-labels (``expanded``), from the point pixels alone (``points``). Each arm
+runs in its own process (its peak resident memory is reported). On the test images, with no
+points for ``predict`` and 25 other random points for the expansions: ``predict`` alone (each
+arm), ``expand`` without a model, ``expand`` with the ``expanded`` arm's model as the third
+expert (``prior_proba``). With ``--curve``, the ``expanded`` arm is also trained with a quarter
+and a half of the budget (mIoU against training minutes).
+
+Usage::
+
+    nice -n 5 python benchmarks/bench_survey.py [--sets em_isbi2012 ...] [--minutes 4]
+        [--curve] [--skip-train]
+
+Writes ``benchmarks/results/survey.md``, ``survey_<set>.json`` and ``survey.png``; models go to
+``benchmarks/results/cache/survey/`` (not committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "benchmarks" / "results"
+CACHE = RESULTS / "cache" / "survey"
+SETS = ("em_isbi2012", "aerial_dubai", "coral_eilat")
+ARMS = ("mask", "expanded", "points")
+
+
+def split(set_name: str) -> tuple[list[Path], list[Path]]:
+    images = sorted((DATA / set_name / "images").iterdir())
+    if set_name == "em_isbi2012":
+        return images[:14], images[14:]
+    if set_name == "aerial_dubai":
+        train = [p for p in images if p.name.split("_")[0] in ("tile1", "tile2", "tile3")]
+        return train, [p for p in images if p not in train]
+    train = [p for p in images if p.name.startswith(("LFT_0029", "LFT_0089"))]
+    return train, [p for p in images if p not in train]
+
+
+def mask_of(set_name: str, path: Path) -> Path:
+    return DATA / set_name / "masks" / (path.stem + ".png")
+
+
+def points_of(set_name: str, path: Path, n: int, seed: int):
+    from napari_sseg.core.sampling import sample_points
+    from napari_sseg.io.images import read_label_image
+
+    gt = read_label_image(mask_of(set_name, path))
+    return sample_points(gt, n, rng=np.random.default_rng([seed, zlib.crc32(path.name.encode())]))
+
+
+def _train_child(set_name, arm, minutes, n_points, seed, out, queue):
+    from napari_sseg.learn.dataset import TrainingItem
+    from napari_sseg.learn.train import TrainOptions, train
+
+    train_paths, _ = split(set_name)
+    items = [TrainingItem(p, points=points_of(set_name, p, n_points, seed),
+                          mask=mask_of(set_name, p)) for p in train_paths]
+    t0, c0 = time.monotonic(), time.process_time()
+    card = train(items, out, options=TrainOptions(labels=arm, max_minutes=minutes, seed=seed,
+                                                  clock="cpu"))
+    queue.put({"seconds": time.monotonic() - t0, "cpu_seconds": time.process_time() - c0,
+               "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+               "trees": card["training"]["forest"]["trees"],
+               "images_used": len(card["training"]["images"]),
+               "stopped_early": card["training"]["stopped_early"],
+               "pixels": card["training"]["pixels"],
+               "validation_miou": card["validation"]["miou"]})
+
+
+def train_arm(set_name, arm, minutes, n_points, seed, tag=""):
+    out = CACHE / set_name / f"{arm}{tag}"
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_train_child, args=(set_name, arm, minutes, n_points, seed, out, q))
+    p.start()
+    res = q.get()
+    p.join()
+    res["model"] = str(out)
+    return res
+
+
+def _scores(cm):
+    s = cm.scores()
+    return round(100 * s["miou"], 1)
+
+
+def evaluate(set_name, models: dict, n_points, seed):
+    """mIoU (%) on the test images: predict per model, expand alone, expand with the model."""
+    from napari_sseg.core.expand import _assemble, expand
+    from napari_sseg.core.metrics import ConfusionMatrix
+    from napari_sseg.io.images import read_image, read_label_image
+    from napari_sseg.learn import load_model
+
+    _, test = split(set_name)
+    loaded = {arm: load_model(path) for arm, path in models.items()}
+    cms = {k: ConfusionMatrix() for k in [f"predict_{a}" for a in loaded] + ["expand",
+                                                                             "expand_model"]}
+    secs = {k: 0.0 for k in cms}
+    for path in test:
+        image = read_image(path)
+        gt = read_label_image(mask_of(set_name, path))
+        pts = points_of(set_name, path, n_points, seed + 1000)
+        prior = None
+        for arm, model in loaded.items():
+            t0 = time.perf_counter()
+            proba, f = model.predict_proba(image)
+            labels, _ = _assemble(proba, model.classes, f, gt.shape)
+            secs[f"predict_{arm}"] += time.perf_counter() - t0
+            cms[f"predict_{arm}"].update(gt, labels)
+            if arm == "expanded":
+                prior = (proba, model.classes)
+        t0 = time.perf_counter()
+        res = expand(image, pts)
+        secs["expand"] += time.perf_counter() - t0
+        cms["expand"].update(gt, res.labels)
+        if prior is not None:
+            t0 = time.perf_counter()
+            try:
+                res = expand(image, pts, prior_proba=prior[0], prior_classes=prior[1])
+            except TypeError:  # an expand without the survey-model expert
+                res = None
+            secs["expand_model"] += time.perf_counter() - t0
+            if res is not None:
+                cms["expand_model"].update(gt, res.labels)
+    out = {k: (_scores(cm) if cm.matrix.size else None) for k, cm in cms.items()}
+    out["seconds_per_image"] = {k: round(v / len(test), 2) for k, v in secs.items()}
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sets", nargs="+", default=list(SETS))
+    ap.add_argument("--minutes", type=float, default=4.0)
+    ap.add_argument("--points", type=int, default=25)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--arms", nargs="+", default=list(ARMS))
+    ap.add_argument("--curve", action="store_true")
+    ap.add_argument("--skip-train", action="store_true", help="reuse the cached models")
+    args = ap.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for set_name in args.sets:
+        raw_path = RESULTS / f"survey_{set_name}.json"
+        entry = json.loads(raw_path.read_text()) if raw_path.exists() else {}
+        entry["split"] = {k: [p.name for p in v] for k, v in zip(("train", "test"),
+                                                                   split(set_name))}
+        entry.setdefault("train", {})
+        for arm in args.arms:
+            if not args.skip_train:
+                print(f"[{set_name}] training {arm} ({args.minutes} min)", flush=True)
+                entry["train"][arm] = train_arm(set_name, arm, args.minutes, args.points,
+                                                args.seed)
+                print(f"  {entry['train'][arm]}", flush=True)
+        models = {arm: entry["train"][arm]["model"] for arm in args.arms}
+        print(f"[{set_name}] evaluating", flush=True)
+        entry["test"] = evaluate(set_name, models, args.points, args.seed)
+        print(f"  {entry['test']}", flush=True)
+        if args.curve:
+            curve = {}
+            for frac in (0.25, 0.5):
+                m = args.minutes * frac
+                r = train_arm(set_name, "expanded", m, args.points, args.seed, tag=f"_{frac}")
+                ev = evaluate(set_name, {"expanded": r["model"]}, args.points, args.seed)
+                curve[str(m)] = {"seconds": r["cpu_seconds"], "miou": ev["predict_expanded"]}
+            curve[str(args.minutes)] = {"seconds": entry["train"]["expanded"]["cpu_seconds"],
+                                        "miou": entry["test"]["predict_expanded"]}
+            entry["curve"] = curve
+        entry["minutes"] = args.minutes
+        entry["points"] = args.points
+        raw_path.write_text(json.dumps(entry, indent=2) + "\n")
+        write_report({p.stem[len("survey_"):]: json.loads(p.read_text())
+                      for p in sorted(RESULTS.glob("survey_*.json"))})
+
+
+def write_report(raw):
+    lines = ["# Survey model: train on some images, label held-out ones", "",
+             "Generated by `benchmarks/bench_survey.py` (see its docstring for the split). "
+             "mIoU (%) over the held-out images of each set, one confusion matrix per set. "
+             "Default forest; 25 random points per image; each training arm had the same "
+             "wall-clock budget on a shared 2-core machine (others were running).", "",
+             "| set | budget (min) | mask | expanded | points | expanded / mask | "
+             "expand (25 pts) | predict (expanded) | expand --model |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for set_name, e in raw.items():
+        t = e.get("test", {})
+        pm, pe, pp = (t.get(f"predict_{a}") for a in ARMS)
+        ratio = f"{pe / pm:.2f}" if pm and pe else "-"
+        lines.append(f"| {set_name} | {e.get('minutes')} | {pm} | {pe} | {pp} | {ratio} | "
+                     f"{t.get('expand')} | {pe} | {t.get('expand_model')} |")
+    lines += ["", "Training (per arm): seconds, peak resident memory of its process (MB), "
+              "trees grown, training images used (the budget may stop gathering early), "
+              "sampled pixels, validation mIoU on held-out training images' own labels.", "",
+              "| set | arm | seconds | peak MB | trees | images | pixels | validation mIoU |",
+              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for set_name, e in raw.items():
+        for arm, r in e.get("train", {}).items():
+            v = r.get("validation_miou")
+            lines.append(f"| {set_name} | {arm} | {r['seconds']:.0f} | {r['peak_mb']:.0f} | "
+                         f"{r['trees']} | {r['images_used']} | {r['pixels']} | "
+                         f"{'-' if v is None else round(100 * v, 1)} |")
+    lines += ["", "Seconds per test image:", ""]
+    for set_name, e in raw.items():
+        lines.append(f"- {set_name}: {e.get('test', {}).get('seconds_per_image')}")
+    curves = {s: e["curve"] for s, e in raw.items() if "curve" in e}
+    if curves:
+        lines += ["", "mIoU of `predict` (expanded arm) against the training budget:", "",
+                  "| set | minutes | seconds used | mIoU |", "|---|---:|---:|---:|"]
+        for s, c in curves.items():
+            for m, r in sorted(c.items(), key=lambda kv: float(kv[0])):
+                lines.append(f"| {s} | {m} | {r['seconds']:.0f} | {r['miou']} |")
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for s, c in curves.items():
+            pts = sorted((r["seconds"] / 60, r["miou"]) for r in c.values())
+            ax.plot(*zip(*pts), marker="o", label=s)
+        ax.set_xlabel("training minutes (wall clock)")
+        ax.set_ylabel("held-out mIoU (%)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(RESULTS / "survey.png", dpi=100)
+        lines += ["", "![mIoU against training minutes](survey.png)"]
+    (RESULTS / "survey.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
