@@ -150,6 +150,9 @@ def expand_image(inputs: dict, out_dir: Path, report=None) -> dict:
     corrections : str, optional
         Corrections file of the image (partial label image, 255 / 65535 = not corrected; see
         :mod:`napari_sseg.io.corrections`): painted pixels keep their class and guide the rest.
+    survey_model : str, optional
+        A survey model folder (``napari-sseg train``): its class probabilities join the
+        expansion as a third expert (see :func:`napari_sseg.learn.predict.survey_prior`).
     _sources : list of str, optional
         Where each point came from (``"line 12"``), for error messages.
     _where : str, optional
@@ -177,8 +180,14 @@ def expand_image(inputs: dict, out_dir: Path, report=None) -> dict:
         corrections = read_corrections(inputs["corrections"], image.shape[:2], classes=ids)
     proposer, _ = get_proposer(inputs.get("backend"))
     _report(report, path.name)
-    result = _run(iter_expand_image(image, points, proposer=proposer, corrections=corrections),
-                  report, path.name)
+    prior = {}
+    if inputs.get("survey_model"):
+        from .learn.predict import survey_prior
+
+        prior = survey_prior(inputs["survey_model"], image, points.classes,
+                             where=inputs.get("_where") or str(path))
+    result = _run(iter_expand_image(image, points, proposer=proposer, corrections=corrections,
+                                    **prior), report, path.name)
     table = classes_from_items(inputs.get("classes") or [], lambda i: f"class #{i}",
                                error=ValueError)
     write_label_image(out_dir / inputs["labels_out"], result.labels, max_id=inputs.get("max_id"))

@@ -455,6 +455,8 @@ def iter_hybrid_expand(
     corrections: np.ndarray | None = None,
     options: ExpandOptions | None = None,
     hybrid: HybridOptions | None = None,
+    prior_proba: np.ndarray | None = None,
+    prior_classes: np.ndarray | None = None,
 ) -> Generator[Progress, None, Expansion]:
     """Hybrid expansion of ``points`` over ``image``: proposer masks, point votes, maskSLIC fill.
 
@@ -474,6 +476,9 @@ def iter_hybrid_expand(
         Settings of the superpixel fill.
     hybrid : HybridOptions, optional
         Settings of the mask choice and conflicts.
+    prior_proba, prior_classes : optional
+        A survey model's class probabilities and their class ids: a third expert of the
+        superpixel fill of what the masks leave (see :func:`~napari_sseg.core.expand.expand`).
 
     Yields
     ------
@@ -502,7 +507,8 @@ def iter_hybrid_expand(
     if len(points) == 0:
         if painted is None:
             raise ValueError("no labelled points: at least one point is needed to expand")
-        fill = yield from iter_expand(img, points, corrections=corrections, options=options)
+        fill = yield from iter_expand(img, points, corrections=corrections, options=options,
+                                      prior_proba=prior_proba, prior_classes=prior_classes)
         fill.info = {"method": "superpixel-graph", "points": 0, "note": "no points: the "
                      "proposer was not run", "fill": fill.info}
         return fill
@@ -573,7 +579,8 @@ def iter_hybrid_expand(
 
     t0 = time.perf_counter()
     step0 = 2 + n_batches
-    gen = iter_expand(img, points, known=known, corrections=corrections, options=options)
+    gen = iter_expand(img, points, known=known, corrections=corrections, options=options,
+                      prior_proba=prior_proba, prior_classes=prior_classes)
     while True:
         try:
             ev = next(gen)

@@ -23,6 +23,8 @@ def iter_expand_image(
     proposer=None,
     corrections: np.ndarray | None = None,
     options: ExpandOptions | None = None,
+    prior_proba: np.ndarray | None = None,
+    prior_classes: np.ndarray | None = None,
 ) -> Generator[Progress, None, Expansion]:
     """Expand the points of one image with the chosen method.
 
@@ -38,12 +40,17 @@ def iter_expand_image(
         and used as evidence (see :mod:`napari_sseg.core.corrections`).
     options : ExpandOptions, optional
         Settings of the superpixel expansion / fill.
+    prior_proba, prior_classes : optional
+        A survey model's class probabilities (and their class ids) as a third expert of the
+        superpixel expansion or fill (see :func:`~napari_sseg.core.expand.expand`).
     """
+    prior = {"prior_proba": prior_proba, "prior_classes": prior_classes}
     if proposer is None:
-        result = yield from iter_expand(image, points, corrections=corrections, options=options)
+        result = yield from iter_expand(image, points, corrections=corrections, options=options,
+                                        **prior)
         return result
     from .fusion import iter_hybrid_expand
 
     result = yield from iter_hybrid_expand(image, points, proposer, corrections=corrections,
-                                           options=options)
+                                           options=options, **prior)
     return result

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["predict_image", "cached_model", "write_confidence"]
+__all__ = ["predict_image", "cached_model", "write_confidence", "survey_prior"]
 
 
 @functools.lru_cache(maxsize=2)
@@ -94,3 +94,37 @@ def predict_image(inputs: dict, out_dir: Path, report=None) -> dict:
         write_confidence(out_dir / inputs["confidence_out"], confidence)
         out["mean_confidence"] = float(confidence.mean())
     return out
+
+
+def survey_prior(folder: str | os.PathLike, image: np.ndarray, classes, *, where: str = "points",
+                 device: str = "auto", max_pixels: int = 1_000_000) -> dict:
+    """The keyword arguments that give an expansion a survey model as its third expert.
+
+    Parameters
+    ----------
+    folder : str or PathLike
+        Model folder.
+    image : (M, N[, C]) ndarray
+    classes : array_like of int
+        Class ids of the image's points (each must be one of the model's).
+    where : str
+        Names the points in errors.
+    max_pixels : int
+        The probability map is averaged down to at most about this many pixels (the expansion
+        works at about 0.4 megapixels).
+
+    Returns
+    -------
+    dict
+        ``prior_proba`` (h, w, K) float32 and ``prior_classes`` (K,) for
+        :func:`napari_sseg.core.expand.expand` or :func:`~napari_sseg.core.pipeline.iter_expand_image`.
+
+    Raises
+    ------
+    ModelError
+        Naming the model or the points: classes that disagree, an image whose channels differ.
+    """
+    model = cached_model(folder, device)
+    model.check_classes(classes, where=where)
+    proba, _ = model.predict_proba(image, max_pixels=max_pixels, where=where)
+    return {"prior_proba": proba, "prior_classes": model.classes}
