@@ -63,7 +63,8 @@ def check_stack_points(read, points, *, image: str, points_name: str) -> None:
             f"image"
         )
     if not read.is_stack and points.planes is not None:
-        hint = (" If the channels are planes, pass --axes YXZ." if read.axes == "YXC" else "")
+        hint = (" If the channels are planes, say so with --axes, Z for that axis (ZYX for "
+                "pages, YXZ for colour samples)." if read.axes == "YXC" else "")
         raise ValueError(
             f"{how}, but {points_name} has points with planes (3 axes); a 2D image takes points "
             f"with row and col only (or save the planes as a multi-page TIFF).{hint}"
@@ -107,8 +108,6 @@ def expand_stack(inputs: dict, out_dir: Path, report=None) -> dict:
     points = points_from_inputs(inputs["points"])
     check_stack_points(read, points, image=path.name,
                        points_name=inputs.get("_where") or "the points")
-    if read.note:
-        log.warning("%s", read.note)
     spacing = tuple(inputs.get("spacing") or (1.0, 1.0, 1.0))
     rng = inputs.get("plane_range")
     result = run_generator(

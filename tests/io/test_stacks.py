@@ -99,7 +99,7 @@ def test_ambiguous_and_mismatched_inputs_get_clear_messages(tmp_path):
         check_stack_points(read, beyond, image="v.tif", points_name="p.csv")
     img = read_image_axes(tmp_path / "v.tif", axes="CYX")
     with pytest.raises(ValueError, match=r"read as a 2D image of 8 x 9 with 5 channels.*"
-                                         r"points with planes.*--axes YXZ"):
+                                         r"points with planes.*--axes, Z for that axis"):
         check_stack_points(img, PointSet([[1, 1]], [1], planes=[0]), image="v.tif",
                            points_name="p.csv")
 
@@ -128,3 +128,34 @@ def test_expand_stack_task_writes_one_page_per_plane(tmp_path):
     assert lab.shape == (4, 40, 40)
     truth = np.where(cc < 15 + 3 * np.arange(4)[:, None, None], 1, 2)
     assert (lab == truth).mean() > 0.95
+
+
+def test_cli_expand_stack_and_its_refusals(tmp_path, capsys):
+    from napari_sseg.cli import main
+    from napari_sseg.io.points_files import write_napari_points_csv as write_csv
+
+    cc = np.arange(40)[None, None, :]
+    vol = np.broadcast_to(np.where(cc < 20, 200, 40), (3, 40, 40)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "v.tif", vol, photometric="minisblack")
+    pts = PointSet([[20, 5], [5, 35], [35, 30], [10, 10]], [1, 2, 2, 1], planes=[1, 1, 1, 1])
+    write_csv(tmp_path / "p3.csv", pts)
+    write_csv(tmp_path / "p2.csv", PointSet(pts.coords, pts.labels))
+    assert main(["expand", str(tmp_path / "v.tif"), "--points", str(tmp_path / "p3.csv"),
+                 "--out", str(tmp_path / "o"), "--spacing", "4", "1", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "read as a stack of 3 planes of 40 x 40 (axes ZYX); if that is wrong, pass " \
+           "--axes CYX" in err
+    lab = tifffile.imread(tmp_path / "o" / "v.tif")
+    assert lab.shape == (3, 40, 40)
+    assert (lab[:, :, :20] == 1).mean() > 0.95 and (lab[:, :, 20:] == 2).mean() > 0.95
+    run = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert run["settings"]["spacing"] == [4.0, 1.0, 1.0]
+    # a 2D points file for the stack: refused before anything is written
+    assert main(["expand", str(tmp_path / "v.tif"), "--points", str(tmp_path / "p2.csv"),
+                 "--out", str(tmp_path / "o2")]) == 2
+    assert "has 2D points (row, col) without planes" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()
+    # the same pages said to be channels: a 2D image, and the 3-axis points then refused
+    assert main(["expand", str(tmp_path / "v.tif"), "--points", str(tmp_path / "p3.csv"),
+                 "--out", str(tmp_path / "o3"), "--axes", "CYX"]) == 2
+    assert "read as a 2D image of 40 x 40 with 3 channels" in capsys.readouterr().err

@@ -218,7 +218,7 @@ def points_for(pf, keys: list):
     """The (merged) points of ``keys`` and where each came from in the file."""
     ps = pf.points[keys[0]]
     for k in keys[1:]:
-        ps = ps.appended(pf.points[k].coords, pf.points[k].labels)
+        ps = ps.appended(pf.points[k].coords, pf.points[k].labels, pf.points[k].planes)
     return ps, [s for k in keys for s in pf.sources.get(k, [])]
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from ..validate import (
     PNG_MAX_ID,
     InputError,
@@ -62,7 +64,7 @@ def _label_places(pf, points_path: Path, classes_path: Path | None) -> dict[str,
     return places
 
 
-def validate_expand(args, images: list[Path], pf, matched: dict) -> None:
+def validate_expand(args, images: list[Path], pf, matched: dict, *, dims: int = 2) -> None:
     """Checks of ``expand`` (and of the points of ``suggest``) before anything is written.
 
     Outputs never inputs, the output folder writable, points present and 2D, class ids that
@@ -76,11 +78,15 @@ def validate_expand(args, images: list[Path], pf, matched: dict) -> None:
     planned += [args.out / "run.json", args.out / "classes.json"]
     p.run(check_not_inputs, planned, inputs, out_dir=args.out)
     p.run(check_writable, args.out)
-    p.run(check_points, pf, args.points)
+    p.run(check_points, pf, args.points, dims=dims)
     p.run(check_class_ids, _label_places(pf, args.points, args.classes))
     for path, keys in matched.items():
         points, sources = points_for(pf, keys)
-        p.run(check_same_pixel, points, sources, f"{args.points} ({path.name})")
+        for z in ([None] if points.planes is None else np.unique(points.planes)):  # per plane
+            sel = np.arange(len(points)) if z is None else np.flatnonzero(points.planes == z)
+            p.run(check_same_pixel, points.subset(sel), [sources[i] for i in sel
+                                                         if i < len(sources)],
+                  f"{args.points} ({path.name})")
     p.raise_any()
 
 

@@ -52,6 +52,14 @@ def add_parser(sub, common) -> None:
                    help="folder of corrections, DIR/<stem>.png: class ids where painted, 255 "
                         "(16-bit: 65535) elsewhere; painted pixels keep their class and guide "
                         "the rest (an image without a file there has no corrections)")
+    p.add_argument("--axes", metavar="AXES",
+                   help="axes of the image array as stored, one letter each: Z or T (planes), "
+                        "Y, X, C (channels), e.g. ZYX for pages that are planes, CYX for pages "
+                        "that are channels, YXC for a colour image (default: the file says; "
+                        "several grey TIFF pages are planes)")
+    p.add_argument("--spacing", type=float, nargs=3, metavar=("Z", "Y", "X"),
+                   help="voxel spacing of a stack (plane step, row, column; e.g. 50 4 4 nm), "
+                        "default 1 1 1")
     add_backend_args(p)
     add_batch_args(p)
     p.set_defaults(func=run)
@@ -75,10 +83,12 @@ def run(args) -> int:
         raise CliError(f"{args.corrections}: no such corrections folder")
     pf = read_points(args)
     matched, unmatched = match_points(pf, images, args.points)
-    validate_expand(args, images, pf, matched)
+    stacks = plan_stacks(args, images, pf, matched)
+    validate_expand(args, images, pf, matched, dims=3 if stacks else 2)
     if resume_record(args, "expand") is None:
         planned = [args.out / n for p in images
-                   for n in (f"{p.stem}.png", f"{p.stem}_overlay.png")]
+                   for n in ((f"{p.stem}.tif",) if p in stacks else
+                             (f"{p.stem}.png", f"{p.stem}_overlay.png"))]
         planned += [args.out / "run.json", args.out / "classes.json"]
         check_outputs(planned, args.overwrite)
     if unmatched:
@@ -115,6 +125,17 @@ def run(args) -> int:
             tasks.append(Task(path.name, "napari_sseg.tasks:expand_image", info=info,
                               skip=f"no points in {args.points.name}; nothing written"))
             continue
+        if path in stacks:
+            from ..stacks import points_to_inputs as stack_points
+
+            inputs = {"image": str(path), "points": stack_points(points),
+                      "labels_out": f"{path.stem}.tif", "axes": args.axes,
+                      "spacing": list(args.spacing) if args.spacing else None,
+                      "_where": str(args.points)}
+            info["planes"] = stacks[path]
+            tasks.append(Task(path.name, "napari_sseg.stacks:expand_stack", inputs,
+                              outputs=(f"{path.stem}.tif",), files=(str(path),), info=info))
+            continue
         labels_out, overlay_out = f"{path.stem}.png", f"{path.stem}_overlay.png"
         inputs = {
             "image": str(path), "points": points_to_inputs(points),
@@ -139,7 +160,7 @@ def run(args) -> int:
                      "classes": str(args.classes) if args.classes else None,
                      "clip": args.clip, "overwrite": args.overwrite,
                      "corrections": str(args.corrections) if args.corrections else None,
-                     **settings},
+                     "axes": args.axes, "spacing": args.spacing, **settings},
         "backend": backend_desc,
         "classes": table.to_list(all_ids),
         "textual_labels": pf.textual,
@@ -150,3 +171,42 @@ def run(args) -> int:
     done = run["summary"]["ok"]
     log_summary(done, len(images), "expanded", run["images"], args.out)
     return 0 if done == len(images) else 1
+
+
+def plan_stacks(args, images: list[Path], pf, matched: dict) -> dict:
+    """Stacks among ``images`` (path -> number of planes), checked against their points.
+
+    A stack (a multi-page TIFF, or ``--axes`` with a plane axis) needs points with planes and a
+    2D image points without; anything else fails here, before a file is written, with a message
+    naming how the file was read and how to say otherwise. Ambiguous files are read as their
+    metadata says, with a warning naming the ``--axes`` that says otherwise.
+    """
+    from ..io.images import ImageReadError, probe_image_axes
+    from ..stacks import check_stack_points
+
+    stacks: dict[Path, int] = {}
+    problems = []
+    for path in images:
+        keys = matched.get(path)
+        points = points_for(pf, keys)[0] if keys else None
+        try:
+            read = probe_image_axes(path, axes=args.axes)
+        except ImageReadError as exc:
+            if args.axes:
+                problems.append(str(exc))
+            continue  # an unreadable image fails in its own task
+        if points is not None and len(points):
+            try:
+                check_stack_points(read, points, image=path.name, points_name=str(args.points))
+            except ValueError as exc:
+                problems.append(str(exc))
+                continue
+        if read.note and (read.is_stack or pf.ndim == 3):
+            log.warning("%s", read.note)
+        if read.is_stack:
+            stacks[path] = int(read.data.shape[0])
+            if args.spacing is None:
+                log.info("%s: voxel spacing 1 1 1 assumed (pass --spacing Z Y X)", path.name)
+    if problems:
+        raise CliError("\n".join(problems))
+    return stacks

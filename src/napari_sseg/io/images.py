@@ -17,6 +17,7 @@ __all__ = [
     "list_images",
     "read_image",
     "read_image_axes",
+    "probe_image_axes",
     "ImageAxes",
     "write_label_stack",
     "read_label_image",
@@ -214,6 +215,12 @@ def read_image_axes(path: str | os.PathLike, *, axes: str | None = None) -> Imag
         raise ImageReadError(f"{path}: cannot read image (corrupt or truncated?): {exc}") from exc
     if arr.dtype.byteorder == ">":
         arr = arr.astype(arr.dtype.newbyteorder("="))
+    return _axes_of(path, arr, stored, axes, n_pages, rgb)
+
+
+def _axes_of(path: Path, arr: np.ndarray, stored: str, axes: str | None, n_pages: int,
+             rgb: bool) -> ImageAxes:
+    """The TIFF array ``arr`` (file axes ``stored``) with its axes and, if ambiguous, a note."""
     if axes is not None:
         if len(axes) != arr.ndim:
             raise ImageReadError(
@@ -232,6 +239,26 @@ def read_image_axes(path: str | os.PathLike, *, axes: str | None = None) -> Imag
         flip = stored.upper().replace("S", "Z").replace("C", "Z")
         out = ImageAxes(out.data, out.axes, _note(path, out, flip))
     return out
+
+
+def probe_image_axes(path: str | os.PathLike, *, axes: str | None = None) -> ImageAxes:
+    """:func:`read_image_axes` without reading a TIFF's pixels: ``data`` is a read-only view of
+    the right shape holding zeros (for planning a run: stack or 2D image, how many planes)."""
+    path = Path(path)
+    if path.suffix.lower() not in _TIFF or not path.is_file():
+        return read_image_axes(path, axes=axes)
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tf:
+            series = tf.series[0]
+            shape, stored = tuple(series.shape), series.axes
+            n_pages = len(tf.pages)
+            rgb = int(tf.pages[0].photometric) == 2
+    except Exception as exc:
+        raise ImageReadError(f"{path}: cannot read image (corrupt or truncated?): {exc}") from exc
+    return _axes_of(path, np.broadcast_to(np.zeros((), np.uint8), shape), stored, axes,
+                    n_pages, rgb)
 
 
 def _note(path: Path, read: ImageAxes, other: str) -> str:
