@@ -18,7 +18,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-__all__ = ["check_stack_points", "expand_stack", "points_to_inputs", "points_from_inputs"]
+__all__ = ["check_stack_points", "expand_stack", "points_to_inputs", "points_from_inputs",
+           "read_label_stack", "simulate_stack"]
 
 
 def points_to_inputs(points) -> dict:
@@ -124,3 +125,80 @@ def expand_stack(inputs: dict, out_dir: Path, report=None) -> dict:
     return {"classes": sorted(int(c) for c in points.classes),
             "method": result.info.get("method"), "planes": int(read.data.shape[0]),
             "axes": read.axes, "note": read.note}
+
+
+def read_label_stack(path, shape) -> np.ndarray:
+    """A (Z, M, N) class-index stack (multi-page TIFF), checked against the image's ``shape``."""
+    import tifffile
+
+    from .io.images import ImageReadError
+
+    path = Path(path)
+    try:
+        gt = np.asarray(tifffile.imread(path))
+    except Exception as exc:
+        raise ImageReadError(f"{path}: cannot read the label stack: {exc}") from exc
+    if gt.shape != tuple(shape):
+        raise ValueError(f"{path}: label stack of shape {gt.shape} does not match the image "
+                         f"stack of shape {tuple(shape)}")
+    if not np.issubdtype(gt.dtype, np.integer):
+        raise ValueError(f"{path}: a label stack holds integer class ids, got {gt.dtype}")
+    return gt
+
+
+def simulate_stack(inputs: dict, out_dir: Path, report=None) -> dict:
+    """Simulate points on every K-th plane of one stack, expand the volume, score every plane.
+
+    Inputs
+    ------
+    image, ground_truth : str
+        Image stack and class-index stack (multi-page TIFFs).
+    index : int
+        The stack's position in the run (enters the sampling seed).
+    seeds : list of int
+    points_per_plane, every : int
+    ignore_index : int or None
+    spacing : list of 3 float, optional
+    axes : str, optional
+
+    Returns
+    -------
+    dict
+        ``planes`` and ``by_seed``: per seed the number of ``points`` and the confusion
+        matrices (rows ground truth, ids ``0..n-1``) of the planes ``with`` and ``without``
+        points.
+    """
+    from .core.metrics import ConfusionMatrix
+    from .core.progress import run_generator
+    from .core.simulate import iter_simulate_volume
+    from .io.images import read_image_axes
+    from .tasks import simulation_seed
+
+    path = Path(inputs["image"])
+    if inputs.get("ground_truth") is None:
+        raise ValueError(inputs.get("_missing") or f"no ground-truth stack for {path.name}")
+    read = read_image_axes(path, axes=inputs.get("axes"))
+    if not read.is_stack:
+        raise ValueError(f"{path.name} was read as {read.describe()} (axes {read.axes}), not a "
+                         f"stack; --every needs stacks (or pass --axes)")
+    gt = read_label_stack(inputs["ground_truth"], read.data.shape[:3])
+    ignore = inputs.get("ignore_index")
+    every = int(inputs["every"])
+    by_seed = {}
+    for seed in inputs["seeds"]:
+        points, expansion = run_generator(
+            iter_simulate_volume(read.data, gt, int(inputs["points_per_plane"]), every=every,
+                                 seed=simulation_seed(seed, inputs.get("index", 0)),
+                                 spacing=tuple(inputs.get("spacing") or (1, 1, 1)),
+                                 ignore_index=255 if ignore is None else ignore),
+            None if report is None else (lambda e: report(f"{path.name}: {e.message}")))
+        mats = {}
+        for part, planes in (("with", range(0, gt.shape[0], every)),
+                             ("without", [z for z in range(gt.shape[0]) if z % every])):
+            cm = ConfusionMatrix(ignore_index=ignore)
+            for z in planes:
+                cm.update(gt[z], expansion.labels[z])
+            mats[part] = cm.matrix.tolist()
+        by_seed[str(seed)] = {"points": len(points), **mats}
+    return {"planes": int(gt.shape[0]), "by_seed": by_seed}
+

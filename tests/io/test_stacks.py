@@ -159,3 +159,24 @@ def test_cli_expand_stack_and_its_refusals(tmp_path, capsys):
     assert main(["expand", str(tmp_path / "v.tif"), "--points", str(tmp_path / "p3.csv"),
                  "--out", str(tmp_path / "o3"), "--axes", "CYX"]) == 2
     assert "read as a 2D image of 40 x 40 with 3 channels" in capsys.readouterr().err
+
+
+def test_cli_simulate_stacks_scores_planes_with_and_without_points(tmp_path):
+    from napari_sseg.cli import main
+
+    rng = np.random.default_rng(0)
+    cc = np.arange(40)[None, :]
+    gt = np.stack([np.broadcast_to(np.where(cc < 15 + 3 * z, 1, 2), (40, 40))
+                   for z in range(4)]).astype(np.uint8)
+    vol = np.clip(np.where(gt == 1, 190, 50) + rng.normal(0, 8, gt.shape), 0, 255)
+    (tmp_path / "im").mkdir()
+    (tmp_path / "gt").mkdir()
+    tifffile.imwrite(tmp_path / "im" / "s.tif", vol.astype(np.uint8), photometric="minisblack")
+    tifffile.imwrite(tmp_path / "gt" / "s.tif", gt, photometric="minisblack")
+    assert main(["simulate", "--images", str(tmp_path / "im"), "--ground-truth",
+                 str(tmp_path / "gt"), "--points-per-plane", "10", "--every", "2",
+                 "--seeds", "0", "--out", str(tmp_path / "o"), "-q"]) == 0
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert m["every"] == 2 and m["points_per_plane"] == 10
+    assert m["planes_with_points"]["miou"] > 0.9
+    assert m["planes_without_points"]["miou"] > 0.9

@@ -38,7 +38,17 @@ def add_parser(sub, common) -> None:
     p.add_argument("--images", type=Path, required=True, metavar="DIR")
     p.add_argument("--ground-truth", type=Path, required=True, metavar="DIR",
                    help="class-index masks with the same stems as the images")
-    p.add_argument("--points-per-image", type=int, required=True, metavar="N")
+    p.add_argument("--points-per-image", type=int, metavar="N",
+                   help="points per 2D image (required unless --points-per-plane is given)")
+    p.add_argument("--points-per-plane", type=int, metavar="N",
+                   help="stacks (multi-page TIFF images and label stacks): N random points on "
+                        "every K-th plane (--every), the volume expansion scored on all planes, "
+                        "planes with and without points reported separately")
+    p.add_argument("--every", type=int, default=1, metavar="K",
+                   help="with --points-per-plane: points on planes 0, K, 2K, ... (default 1)")
+    p.add_argument("--axes", metavar="AXES", help="axes of the image stacks as stored (ZYX...)")
+    p.add_argument("--spacing", type=float, nargs=3, metavar=("Z", "Y", "X"),
+                   help="voxel spacing of the stacks (default 1 1 1)")
     p.add_argument("--strategy", choices=("random", "grid", "suggest"), default="random")
     p.add_argument("--batch-size", type=int, default=5, metavar="B",
                    help="suggestions per round with --strategy suggest (default: %(default)s)")
@@ -143,6 +153,12 @@ def run(args) -> int:
     from .. import __version__
     from ..batch import Task
 
+    if args.points_per_plane is not None:
+        from ._simulate_stacks import run_stacks
+
+        return run_stacks(args, _pair_masks)
+    if args.points_per_image is None:
+        raise CliError("give --points-per-image N (2D images) or --points-per-plane N (stacks)")
     check_batch_args(args)
     if args.points_per_image < 1:
         raise CliError(f"--points-per-image must be at least 1, got {args.points_per_image}")

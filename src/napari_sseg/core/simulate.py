@@ -20,7 +20,8 @@ from .points import PointSet
 from .progress import Progress
 from .sampling import oracle_labels, sample_points
 
-__all__ = ["STRATEGIES", "CorrectionRounds", "iter_simulate", "iter_simulate_corrections"]
+__all__ = ["STRATEGIES", "CorrectionRounds", "iter_simulate", "iter_simulate_corrections",
+           "iter_simulate_volume"]
 
 STRATEGIES = ("random", "grid", "suggest")
 
@@ -253,3 +254,63 @@ def iter_simulate_corrections(
     out.refined_labels, out.manual_labels, out.corrections = refined, manual, corr
     out.seconds["expand"] = seconds
     return out
+
+
+def iter_simulate_volume(
+    volume: np.ndarray,
+    ground_truth: np.ndarray,
+    points_per_plane: int,
+    *,
+    every: int = 1,
+    seed: int = 0,
+    spacing=(1.0, 1.0, 1.0),
+    options=None,
+    ignore_index: int = IGNORE,
+):
+    """Simulate a user who labels random points on every ``every``-th plane of a stack.
+
+    Parameters
+    ----------
+    volume : (Z, M, N[, C]) ndarray
+    ground_truth : (Z, M, N) ndarray of int
+        Class-index stack; ``ignore_index`` marks voxels never picked.
+    points_per_plane : int
+        Random points on each labelled plane (planes 0, every, 2 * every, ...).
+    every, seed, spacing, options
+        Spacing of labelled planes, sampling seed, voxel spacing and
+        :class:`~napari_sseg.core.volume.VolumeOptions` of the volume expansion.
+
+    Yields
+    ------
+    Progress
+
+    Returns
+    -------
+    points : PointSet
+        The points placed (with planes), with their oracle labels.
+    expansion : Expansion
+        The volume expansion; score planes with and without points separately.
+    """
+    from .volume import iter_expand_volume
+
+    gt = np.asarray(ground_truth)
+    vol = np.asarray(volume)
+    if gt.ndim != 3 or gt.shape != vol.shape[:3]:
+        raise ValueError(f"ground truth of shape {gt.shape} does not match the stack of shape "
+                         f"{vol.shape[:3]}")
+    if points_per_plane < 1 or every < 1:
+        raise ValueError(f"points per plane and plane spacing must be at least 1, got "
+                         f"{points_per_plane} and {every}")
+    rng = np.random.default_rng(seed)
+    coords, labels, planes = [], [], []
+    for z in range(0, gt.shape[0], every):
+        ps = sample_points(gt[z], points_per_plane, rng=rng, ignore_index=ignore_index)
+        coords.append(ps.coords)
+        labels.append(ps.labels)
+        planes.append(np.full(len(ps), z))
+    points = PointSet(np.concatenate(coords), np.concatenate(labels),
+                      planes=np.concatenate(planes))
+    if not len(points):
+        raise ValueError("the ground truth has no annotated voxel on the labelled planes")
+    expansion = yield from iter_expand_volume(vol, points, spacing=spacing, options=options)
+    return points, expansion
