@@ -58,7 +58,9 @@ def check_not_inputs(
     inputs: Iterable[str | os.PathLike],
     *,
     out_dir: str | os.PathLike | None = None,
+    images: Iterable[str | os.PathLike] | None = None,
     option: str = "--out",
+    example: str = "suggestions.csv",
 ) -> None:
     """Refuse outputs that are inputs, and an output folder that holds the input images.
 
@@ -69,11 +71,15 @@ def check_not_inputs(
     inputs : paths
         Files the run reads (images, masks, points and classes files).
     out_dir : path, optional
-        The output folder: refused when it is a folder of input files (the outputs would be
+        The output folder: refused when it holds any of ``images`` (the outputs would be
         written among them, over any of the same name, and a later run over that folder would
         read the masks as images).
+    images : paths, optional
+        The input images and masks (default: all ``inputs``).
     option : str
         The option that names the output, for the message.
+    example : str
+        A file name to suggest when an output names a folder.
 
     Raises
     ------
@@ -83,10 +89,11 @@ def check_not_inputs(
     if out_dir is not None:
         out = Path(out_dir)
         if out.exists():
-            holders = sorted(str(d) for d in {p.parent for p in inputs} if _same(d, out))
+            folders = {Path(p).parent for p in (inputs if images is None else images)}
+            holders = sorted(str(d) for d in folders if _same(d, out))
             if holders:
                 raise InputError(
-                    f"{option} {out} is the folder of the input files ({holders[0]}): the "
+                    f"{option} {out} is the folder of the input images ({holders[0]}): the "
                     f"outputs would be written among them (over those of the same name) and a "
                     f"later run would read them as inputs; choose another folder, for example "
                     f"{option} {out / 'masks'}"
@@ -98,7 +105,7 @@ def check_not_inputs(
         o = Path(o)
         if o.is_dir():
             raise InputError(f"{option} {o} is a folder; give a file name, for example "
-                             f"{o / 'suggestions.csv'}")
+                             f"{o / example}")
         for p in by_name.get(o.name, []):
             if _same(o, p):
                 raise InputError(f"{option} {o} would overwrite the input {p}; choose another "

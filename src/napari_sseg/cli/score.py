@@ -82,7 +82,7 @@ def run(args) -> int:
         if not p.stem.endswith("_overlay"):
             preds.setdefault(p.stem, p)
     if args.out is not None:
-        check_not_inputs([args.out], [*gts, *preds.values()])
+        check_not_inputs([args.out], [*gts, *preds.values()], example="metrics.json")
         check_writable(args.out.parent if str(args.out.parent) else Path("."))
         check_outputs([args.out], args.overwrite)
     if not set(preds) & {g.stem for g in gts}:

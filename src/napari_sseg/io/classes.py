@@ -160,6 +160,35 @@ class ClassTable:
         ]
 
 
+def read_text_file(path: Path, what: str, error: type[ValueError]) -> str:
+    """The text of a points or classes file: UTF-8 (a byte-order mark is dropped) or UTF-16
+    with its byte-order mark (spreadsheets' "Unicode text"); anything else raises ``error``
+    naming the file, and the line and column of the first byte that is not UTF-8."""
+    if path.is_dir():
+        raise error(f"{path}: is a folder, not a {what}")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise error(f"{path}: cannot read {what}: it starts as UTF-16 text but is not "
+                        f"valid UTF-16") from None
+    if data.startswith(b"\x89PNG") or data[:4] in (b"II*\x00", b"MM\x00*") or data[:2] == b"PK":
+        raise error(f"{path}: is not a text file (an image or a spreadsheet?); a {what} is a "
+                    f"CSV or JSON text file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise error(f"{path}: line {line}, column {col}: byte 0x{data[exc.start]:02x} is not "
+                    f"UTF-8 text; save the file as UTF-8 (for example 'CSV UTF-8' in a "
+                    f"spreadsheet)") from None
+
+
 def _fold(name: str) -> str:
     return unicodedata.normalize("NFC", str(name)).strip().casefold()
 
@@ -173,10 +202,7 @@ def read_classes(path: str | os.PathLike) -> ClassTable:
         Naming the file (and line for CSV) when it cannot be read or understood.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ClassesFileError(f"{path}: cannot read classes file: {exc}") from exc
+    text = read_text_file(path, "classes file", ClassesFileError)
     if path.suffix.lower() == ".json" or text.lstrip().startswith(("{", "[")):
         return _classes_from_json(path, text)
     return _classes_from_csv(path, text)

@@ -51,7 +51,7 @@ import numpy as np
 
 from ..core.points import PointSet
 from .atomic import atomic_write_json, atomic_write_text
-from .classes import ClassTable, classes_from_items, read_classes
+from .classes import ClassTable, classes_from_items, read_classes, read_text_file
 
 __all__ = [
     "PointsFile",
@@ -143,10 +143,7 @@ def read_points_file(
     path = Path(path)
     if classes is not None and not isinstance(classes, ClassTable):
         classes = read_classes(classes)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PointsFileError(f"{path}: cannot read points file: {exc}") from exc
+    text = read_text_file(path, "points file", PointsFileError)
     if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
         return _read_json(path, text, classes)
     return _read_csv(path, text, classes)
@@ -332,6 +329,9 @@ def _parse_coord(value, where: str, title: str) -> float:
     if not math.isfinite(v):
         raise PointsFileError(f"{where}: {title} is {_short(value)}; coordinates must be finite "
                               f"numbers")
+    if abs(v) > 2**31:
+        raise PointsFileError(f"{where}: {title} {_short(value)} is far outside any image; "
+                              f"coordinates are pixel positions")
     return v
 
 
