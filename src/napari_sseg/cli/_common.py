@@ -127,6 +127,10 @@ def collect_images(path: Path) -> list[Path]:
         if not images:
             raise CliError(f"{path}: the folder holds no images (.png, .jpg, .tif, .bmp)")
         return images
+    from ..io import IMAGE_SUFFIXES
+
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise CliError(f"{path}: not an image file (expected {', '.join(IMAGE_SUFFIXES)})")
     return [path]
 
 

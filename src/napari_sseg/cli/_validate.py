@@ -76,7 +76,7 @@ def validate_expand(args, images: list[Path], pf, matched: dict, *, dims: int = 
     inputs = list(images) + [args.points] + ([args.classes] if args.classes else [])
     planned = [args.out / n for i in images for n in (f"{i.stem}.png", f"{i.stem}_overlay.png")]
     planned += [args.out / "run.json", args.out / "classes.json"]
-    p.run(check_not_inputs, planned, inputs, out_dir=args.out)
+    p.run(check_not_inputs, planned, inputs, out_dir=args.out, images=images)
     p.run(check_writable, args.out)
     p.run(check_points, pf, args.points, dims=dims)
     p.run(check_class_ids, _label_places(pf, args.points, args.classes))

@@ -245,6 +245,12 @@ def run(args) -> int:
         write_points_csv(args.out / f"points_seed{s}.csv", used[s])
     mean = _mean_scores(per_seed)
     ok = sum(r["status"] == "ok" for r in records)
+    short = sorted({k for s in seeds for k, ps in used[s].items()
+                    if len(ps) < args.points_per_image})
+    if short:  # fewer annotated pixels than points asked for: say so, do not pass it silently
+        log.warning("%d image(s) got fewer than --points-per-image %d points (they have fewer "
+                    "annotated pixels; see points_seed<k>.csv): %s", len(short),
+                    args.points_per_image, ", ".join(short[:10]))
     metrics = {
         "version": __version__,
         **{k: mean[k] for k in ("pixel_accuracy", "mean_class_accuracy", "miou",
