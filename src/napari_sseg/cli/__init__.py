@@ -28,7 +28,7 @@ __all__ = ["main", "build_parser", "CliError", "COMMANDS"]
 #: Sub-command modules of this package, in the order ``--help`` lists them. Each defines
 #: ``add_parser(sub, common)`` (which sets ``func``) and ``run(args) -> int``.
 COMMANDS: list[str] = ["sample", "expand", "simulate", "score", "suggest", "train", "predict",
-                       "export"]
+                       "export", "regions"]
 
 
 def build_parser() -> argparse.ArgumentParser:
