@@ -20,7 +20,8 @@ import os
 import sys
 from pathlib import Path
 
-from .base import Candidates, CheckpointError, MaskCrop, MaskProposer
+from ..core.proposals import Candidates, MaskCrop, MaskProposer
+from .base import CheckpointError
 
 __all__ = [
     "BACKENDS",

@@ -37,7 +37,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .base import Candidates, CheckpointError
+from ..core.proposals import Candidates
+from .base import CheckpointError
 
 __all__ = [
     "MODELS",

@@ -38,7 +38,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
-from ..backends.base import Candidates, MaskCrop, iter_candidates, sample_grid, upsample_crop
+from .proposals import Candidates, MaskCrop, iter_candidates, sample_grid, upsample_crop
 from .corrections import check_corrections, painted_mask
 from .expand import ExpandOptions, Expansion, iter_expand
 from .points import PointSet
@@ -466,7 +466,7 @@ def iter_hybrid_expand(
     points : PointSet
         Labelled points inside the image.
     proposer : MaskProposer
-        See :mod:`napari_sseg.backends.base`.
+        See :mod:`napari_sseg.core.proposals`.
     corrections : (M, N) ndarray of int, optional
         Pixels the user painted (class id; 255 for uint8, 65535 for uint16 = not painted).
         They override the proposer's masks and keep their class exactly; the fill uses them as

@@ -1,4 +1,7 @@
-"""The mask-proposer interface, and pure-numpy helpers shared by every proposer.
+"""The mask-proposer protocol, and pure-numpy helpers shared by every proposer.
+
+The core defines what it needs from a promptable segmenter; the backends (SAM2's image and video
+predictors, fakes in tests) implement it, so no import runs from the core to the backends.
 
 A mask proposer embeds an image once (:meth:`MaskProposer.set_image`) and then, for a batch of
 prompt points, returns candidate masks as *low-resolution logits* over the whole image plus a
@@ -27,17 +30,12 @@ import numpy as np
 
 __all__ = [
     "Candidates",
-    "CheckpointError",
     "MaskCrop",
     "MaskProposer",
     "iter_candidates",
     "sample_grid",
     "upsample_crop",
 ]
-
-
-class CheckpointError(RuntimeError):
-    """A model checkpoint is missing, truncated, corrupted or made for another model."""
 
 
 @dataclass(frozen=True)
