@@ -11,7 +11,11 @@ from __future__ import annotations
 from importlib import import_module
 
 #: (section title, "module:Class") in the order the sections appear.
-PANELS: list[tuple[str, str]] = []
+PANELS: list[tuple[str, str]] = [
+    ("Corrections", "corrections:CorrectionsPanel"),
+    ("Regions", "regions:RegionsPanel"),
+    ("Run on folder", "batch:BatchPanel"),
+]
 
 
 def make_panels(host):
