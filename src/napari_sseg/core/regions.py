@@ -14,6 +14,7 @@ edges. A cut takes the tree after all but its last ``K - 1`` merges, so it has e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -25,6 +26,10 @@ __all__ = [
     "RegionHierarchy",
     "region_hierarchy",
     "cut",
+    "cut_nodes",
+    "coarser_at",
+    "finer_at",
+    "labels_from_nodes",
     "n_regions_at_level",
     "achievable_accuracy",
     "boundary_recall",
@@ -64,6 +69,46 @@ class RegionHierarchy:
         """Number of pixels of the full-resolution image."""
         return int(np.prod(self.shape))
 
+    @cached_property
+    def _leaf_ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Fine regions in depth-first order, and each node's first position and leaf count.
+
+        The fine regions under node ``v`` are ``order[start[v]:start[v] + count[v]]``.
+        """
+        k, parents = self.n_fine, self.parents
+        count = np.zeros(parents.size, dtype=np.int64)
+        count[:k] = 1
+        children = np.argsort(parents[:-1], kind="stable").reshape(-1, 2)  # node k + i: row i
+        for i, (a, b) in enumerate(children.tolist()):
+            count[k + i] = count[a] + count[b]
+        start = np.zeros(parents.size, dtype=np.int64)
+        for i in range(children.shape[0] - 1, -1, -1):  # parents before their children
+            a, b = children[i]
+            start[a] = start[k + i]
+            start[b] = start[k + i] + count[a]
+        order = np.empty(k, dtype=np.int64)
+        order[start[:k]] = np.arange(k)
+        return order, start, count
+
+    def leaves(self, node: int) -> np.ndarray:
+        """Fine region ids under tree node ``node``."""
+        order, start, count = self._leaf_ranges
+        return order[start[node]:start[node] + count[node]]
+
+    def children(self, node: int) -> tuple[int, ...]:
+        """The two nodes merged into ``node`` (none for a fine region)."""
+        k = self.n_fine
+        if node < k:
+            return ()
+        kids = np.flatnonzero(self.parents[:-1] == node)
+        return tuple(int(v) for v in kids)
+
+    def fine_at(self, row: float, col: float) -> int:
+        """Fine region id at full-resolution pixel (row, col) (clipped into the image)."""
+        r = int(np.clip(int(row), 0, self.shape[0] - 1)) // self.factor
+        c = int(np.clip(int(col), 0, self.shape[1] - 1)) // self.factor
+        return int(self.fine[min(r, self.fine.shape[0] - 1), min(c, self.fine.shape[1] - 1)])
+
 
 def region_hierarchy(
     image: np.ndarray,
@@ -74,6 +119,7 @@ def region_hierarchy(
     texture_weight: float = 1.0,
     boundary_weight: float = 1.0,
     size_exponent: float = 1.0,
+    spatial_weight: float = 0.0,
 ) -> RegionHierarchy:
     """Build the region hierarchy of a 2D image.
 
@@ -95,6 +141,9 @@ def region_hierarchy(
         Weights of the texture and border-contrast distances against the colour distance.
     size_exponent : float
         Exponent of the size factor of the merge cost (1: Ward).
+    spatial_weight : float
+        Weight of the distance between region centroids (in units of the image's side, against
+        colour on a 0..100 scale): larger values give rounder regions.
 
     Returns
     -------
@@ -124,7 +173,8 @@ def region_hierarchy(
         parents = np.zeros(1, dtype=np.int64)
         return RegionHierarchy(fine=fine, parents=parents, shape=(m, n), factor=factor)
     parents = _merge_tree(fine, k, feats, texture_weight=texture_weight,
-                          boundary_weight=boundary_weight, size_exponent=size_exponent)
+                          boundary_weight=boundary_weight, size_exponent=size_exponent,
+                          spatial_weight=spatial_weight)
     return RegionHierarchy(fine=fine, parents=parents, shape=(m, n), factor=factor)
 
 
@@ -146,7 +196,8 @@ def _pixel_pairs(seg: np.ndarray):
     return np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out])
 
 
-def _merge_tree(fine, k, feats, *, texture_weight, boundary_weight, size_exponent):
+def _merge_tree(fine, k, feats, *, texture_weight, boundary_weight, size_exponent,
+                spatial_weight):
     """Binary partition tree of the fine regions with the Ward-like linkage (parents array)."""
     h, w, c = feats.shape
     flat = fine.ravel()
@@ -157,9 +208,12 @@ def _merge_tree(fine, k, feats, *, texture_weight, boundary_weight, size_exponen
         gy, gx = np.gradient(smooth[:, :, ch])
         gr += gy * gy + gx * gx
     grad = np.sqrt(gr)
-    chans = np.concatenate([feats, grad[:, :, None]], axis=2).reshape(-1, c + 1).astype(np.float64)
+    side = np.sqrt(h * w)
+    rr, cc = np.mgrid[0:h, 0:w].astype(np.float32) / np.float32(side)
+    chans = np.concatenate([feats, grad[:, :, None], rr[:, :, None], cc[:, :, None]], axis=2)
+    chans = chans.reshape(-1, c + 3).astype(np.float64)
     size = np.bincount(flat, minlength=k).astype(np.float64)
-    s1 = np.stack([np.bincount(flat, weights=chans[:, j], minlength=k) for j in range(c + 1)], 1)
+    s1 = np.stack([np.bincount(flat, weights=chans[:, j], minlength=k) for j in range(c + 3)], 1)
     s2 = np.stack([np.bincount(flat, weights=chans[:, j] ** 2, minlength=k)
                    for j in range(c)], 1)
     # region adjacency with the border length and summed contrast across the border
@@ -175,11 +229,12 @@ def _merge_tree(fine, k, feats, *, texture_weight, boundary_weight, size_exponen
     blen = np.bincount(inv, minlength=n_edges).astype(np.float64)
     bsum = np.bincount(inv, weights=contrast, minlength=n_edges)
     return _agglomerate(k, ea, eb, blen, bsum, size, s1, s2, texture_weight=texture_weight,
-                        boundary_weight=boundary_weight, size_exponent=size_exponent)
+                        boundary_weight=boundary_weight, size_exponent=size_exponent,
+                        spatial_weight=spatial_weight)
 
 
 def _agglomerate(k, ea, eb, blen, bsum, size, s1, s2, *, texture_weight, boundary_weight,
-                 size_exponent):
+                 size_exponent, spatial_weight):
     """Greedy bottom-up merging of the region adjacency graph (a binary partition tree).
 
     Every step merges the adjacent pair of least cost (ties: lowest node ids), the new region
@@ -191,12 +246,14 @@ def _agglomerate(k, ea, eb, blen, bsum, size, s1, s2, *, texture_weight, boundar
     c = s2.shape[1]
     n_nodes = 2 * k - 1
     nsz = np.zeros(n_nodes)
-    S1 = np.zeros((n_nodes, c + 1))
+    S1 = np.zeros((n_nodes, c + 3))
     S2 = np.zeros((n_nodes, c))
     nsz[:k], S1[:k], S2[:k] = size, s1, s2
-    desc = np.zeros((n_nodes, 2 * c + 1))  # mean features, then texture (std, gradient)
+    # mean features, texture (std, gradient energy), centroid
+    desc = np.zeros((n_nodes, 2 * c + 3))
     wt, wb, alpha = float(texture_weight), float(boundary_weight), float(size_exponent)
     tex_scale = np.sqrt(wt)
+    spatial_scale = 20.0 * float(spatial_weight)
 
     def describe(nodes):
         nn = nsz[nodes][:, None]
@@ -204,6 +261,7 @@ def _agglomerate(k, ea, eb, blen, bsum, size, s1, s2, *, texture_weight, boundar
         desc[nodes, :c] = m1[:, :c]
         desc[nodes, c:2 * c] = tex_scale * np.sqrt(np.maximum(S2[nodes] / nn - m1[:, :c] ** 2, 0))
         desc[nodes, 2 * c] = tex_scale * m1[:, c]
+        desc[nodes, 2 * c + 1:] = spatial_scale * m1[:, c + 1:]
 
     def cost(a, b, length, contrast):
         na, nb = nsz[a], nsz[b]
@@ -343,10 +401,38 @@ def cut(
         if n_regions > hierarchy.n_pixels:
             raise ValueError(
                 f"n_regions={n_regions} exceeds the image's {hierarchy.n_pixels} pixels")
-    nodes = cut_nodes(hierarchy, n_regions)
+    return labels_from_nodes(hierarchy, cut_nodes(hierarchy, n_regions),
+                             full_resolution=full_resolution)
+
+
+def labels_from_nodes(hierarchy: RegionHierarchy, nodes: np.ndarray, *,
+                      full_resolution: bool = True) -> np.ndarray:
+    """Region label image (ids 1..K, in node order) of a partition given as the tree node of
+    every fine region (:func:`cut_nodes`, possibly refined by :func:`coarser_at` /
+    :func:`finer_at`)."""
     _, lut = np.unique(nodes, return_inverse=True)
-    lut = (lut + 1).astype(np.int32)
-    return labels_from_lut(hierarchy, lut, full_resolution=full_resolution)
+    return labels_from_lut(hierarchy, (lut + 1).astype(np.int32),
+                           full_resolution=full_resolution)
+
+
+def coarser_at(hierarchy: RegionHierarchy, nodes: np.ndarray, fine_id: int) -> np.ndarray:
+    """The partition ``nodes`` with the region holding fine region ``fine_id`` replaced by its
+    parent in the tree (it absorbs the regions its parent covers); a new array."""
+    out = np.array(nodes, copy=True)
+    node = int(out[fine_id])
+    parent = int(hierarchy.parents[node])
+    if parent != node:
+        out[hierarchy.leaves(parent)] = parent
+    return out
+
+
+def finer_at(hierarchy: RegionHierarchy, nodes: np.ndarray, fine_id: int) -> np.ndarray:
+    """The partition ``nodes`` with the region holding fine region ``fine_id`` split into the
+    two regions it was merged from (a fine region stays as it is); a new array."""
+    out = np.array(nodes, copy=True)
+    for child in hierarchy.children(int(out[fine_id])):
+        out[hierarchy.leaves(child)] = child
+    return out
 
 
 def labels_from_lut(hierarchy: RegionHierarchy, lut: np.ndarray, *,
