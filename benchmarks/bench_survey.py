@@ -7,8 +7,8 @@ Split of ``../shared/data`` (train / test, by source so nothing of a test image 
 * ``coral_eilat``: photos LFT_0029 and LFT_0089 (8 quadrants) / oy0jr7asz6 and tq1wc5x2xy (8).
 
 25 random points per image (from the annotated pixels, one seed). Training arms, each with the
-same wall-clock budget (``--minutes``, which includes expanding the points for the
-pseudo-label arm) and the default forest: from the ground-truth masks (``mask``), from the
+same CPU-time budget (``--minutes`` of the process's CPU time, which includes expanding the
+points for the pseudo-label arm) and the default forest: from the ground-truth masks (``mask``), from the
 expansion's pseudo-labels (``expanded``), from the point pixels alone (``points``). Each arm
 runs in its own process (its peak resident memory is reported). On the test images, with no
 points for ``predict`` and 25 other random points for the expansions: ``predict`` alone (each
@@ -44,6 +44,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 CACHE = RESULTS / "cache" / "survey"
 SETS = ("em_isbi2012", "aerial_dubai", "coral_eilat")
 ARMS = ("mask", "expanded", "points")
+PARTS = ("predict", "expand", "expand_model")
 
 
 def split(set_name: str) -> tuple[list[Path], list[Path]]:
@@ -105,17 +106,30 @@ def _scores(cm):
     return round(100 * s["miou"], 1)
 
 
-def evaluate(set_name, models: dict, n_points, seed):
-    """mIoU (%) on the test images: predict per model, expand alone, expand with the model."""
+def test_subset(set_name, max_test):
+    """The test images, or ``max_test`` of them evenly spaced (the machine's time is shared)."""
+    _, test = split(set_name)
+    if max_test and max_test < len(test):
+        test = [test[i] for i in np.linspace(0, len(test) - 1, max_test).round().astype(int)]
+    return test
+
+
+def evaluate(set_name, models: dict, n_points, seed, max_test=None, parts=PARTS):
+    """mIoU (%) on the test images: predict per model, expand alone, expand with the
+    ``expanded`` model (``parts`` says which)."""
     from napari_sseg.core.expand import _assemble, expand
     from napari_sseg.core.metrics import ConfusionMatrix
     from napari_sseg.io.images import read_image, read_label_image
     from napari_sseg.learn import load_model
 
-    _, test = split(set_name)
+    test = test_subset(set_name, max_test)
+    weights: dict = {}
+    if "predict" not in parts:
+        models = {a: p for a, p in models.items() if a == "expanded" and "expand_model" in parts}
     loaded = {arm: load_model(path) for arm, path in models.items()}
-    cms = {k: ConfusionMatrix() for k in [f"predict_{a}" for a in loaded] + ["expand",
-                                                                             "expand_model"]}
+    keys = [f"predict_{a}" for a in loaded if "predict" in parts]
+    keys += [k for k in ("expand", "expand_model") if k in parts]
+    cms = {k: ConfusionMatrix() for k in keys}
     secs = {k: 0.0 for k in cms}
     for path in test:
         image = read_image(path)
@@ -125,69 +139,91 @@ def evaluate(set_name, models: dict, n_points, seed):
         for arm, model in loaded.items():
             t0 = time.perf_counter()
             proba, f = model.predict_proba(image)
-            labels, _ = _assemble(proba, model.classes, f, gt.shape)
-            secs[f"predict_{arm}"] += time.perf_counter() - t0
-            cms[f"predict_{arm}"].update(gt, labels)
+            if "predict" in parts:
+                labels, _ = _assemble(proba, model.classes, f, gt.shape)
+                secs[f"predict_{arm}"] += time.perf_counter() - t0
+                cms[f"predict_{arm}"].update(gt, labels)
             if arm == "expanded":
                 prior = (proba, model.classes)
-        t0 = time.perf_counter()
-        res = expand(image, pts)
-        secs["expand"] += time.perf_counter() - t0
-        cms["expand"].update(gt, res.labels)
-        if prior is not None:
+        if "expand" in parts:
             t0 = time.perf_counter()
-            try:
-                res = expand(image, pts, prior_proba=prior[0], prior_classes=prior[1])
-            except TypeError:  # an expand without the survey-model expert
-                res = None
+            res = expand(image, pts)
+            secs["expand"] += time.perf_counter() - t0
+            cms["expand"].update(gt, res.labels)
+        if "expand_model" in parts and prior is not None:
+            t0 = time.perf_counter()
+            res = expand(image, pts, prior_proba=prior[0], prior_classes=prior[1])
             secs["expand_model"] += time.perf_counter() - t0
-            if res is not None:
-                cms["expand_model"].update(gt, res.labels)
-    out = {k: (_scores(cm) if cm.matrix.size else None) for k, cm in cms.items()}
+            cms["expand_model"].update(gt, res.labels)
+            key = f"{path.name}"
+            weights.setdefault("prior_weights", {})[key] = res.info.get("prior_weights")
+    out = {k: _scores(cm) for k, cm in cms.items()}
     out["seconds_per_image"] = {k: round(v / len(test), 2) for k, v in secs.items()}
+    out["images"] = [p.name for p in test]
+    out.update(weights)
     return out
+
+
+def _merge(raw_path: Path, update) -> dict:
+    """Re-read the set's JSON, apply ``update(entry)``, write it back (parts of one set may be
+    computed by several processes at once)."""
+    entry = json.loads(raw_path.read_text()) if raw_path.exists() else {}
+    update(entry)
+    raw_path.write_text(json.dumps(entry, indent=2) + "\n")
+    return entry
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--sets", nargs="+", default=list(SETS))
-    ap.add_argument("--minutes", type=float, default=4.0)
+    ap.add_argument("--minutes", type=float, default=4.0, help="CPU minutes per training arm")
     ap.add_argument("--points", type=int, default=25)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--arms", nargs="+", default=list(ARMS))
+    ap.add_argument("--parts", nargs="*", default=list(PARTS),
+                    help="what to evaluate on the test images (none: train only)")
     ap.add_argument("--curve", action="store_true")
     ap.add_argument("--skip-train", action="store_true", help="reuse the cached models")
+    ap.add_argument("--max-test", type=int, help="evaluate on this many test images")
     args = ap.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     for set_name in args.sets:
         raw_path = RESULTS / f"survey_{set_name}.json"
-        entry = json.loads(raw_path.read_text()) if raw_path.exists() else {}
-        entry["split"] = {k: [p.name for p in v] for k, v in zip(("train", "test"),
-                                                                   split(set_name))}
-        entry.setdefault("train", {})
+        split_names = {k: [p.name for p in v] for k, v in zip(("train", "test"),
+                                                               split(set_name))}
         for arm in args.arms:
             if not args.skip_train:
                 print(f"[{set_name}] training {arm} ({args.minutes} min)", flush=True)
-                entry["train"][arm] = train_arm(set_name, arm, args.minutes, args.points,
-                                                args.seed)
-                print(f"  {entry['train'][arm]}", flush=True)
-        models = {arm: entry["train"][arm]["model"] for arm in args.arms}
-        print(f"[{set_name}] evaluating", flush=True)
-        entry["test"] = evaluate(set_name, models, args.points, args.seed)
-        print(f"  {entry['test']}", flush=True)
+                res = train_arm(set_name, arm, args.minutes, args.points, args.seed)
+                print(f"  {res}", flush=True)
+                _merge(raw_path, lambda e, arm=arm, res=res: (
+                    e.setdefault("train", {}).__setitem__(arm, res),
+                    e.__setitem__("split", split_names), e.__setitem__("minutes", args.minutes),
+                    e.__setitem__("points", args.points)))
+        if args.parts:
+            models = {arm: str(CACHE / set_name / arm) for arm in args.arms}
+            print(f"[{set_name}] evaluating {args.parts} of {list(models)}", flush=True)
+            res = evaluate(set_name, models, args.points, args.seed, args.max_test, args.parts)
+            print(f"  {res}", flush=True)
+
+            def put(e, res=res):
+                t = e.setdefault("test", {})
+                secs = {**t.get("seconds_per_image", {}), **res.pop("seconds_per_image")}
+                t.update(res)
+                t["seconds_per_image"] = secs
+            _merge(raw_path, put)
         if args.curve:
             curve = {}
             for frac in (0.25, 0.5):
                 m = args.minutes * frac
                 r = train_arm(set_name, "expanded", m, args.points, args.seed, tag=f"_{frac}")
-                ev = evaluate(set_name, {"expanded": r["model"]}, args.points, args.seed)
+                ev = evaluate(set_name, {"expanded": r["model"]}, args.points, args.seed,
+                              args.max_test, ("predict",))
                 curve[str(m)] = {"seconds": r["cpu_seconds"], "miou": ev["predict_expanded"]}
-            curve[str(args.minutes)] = {"seconds": entry["train"]["expanded"]["cpu_seconds"],
-                                        "miou": entry["test"]["predict_expanded"]}
-            entry["curve"] = curve
-        entry["minutes"] = args.minutes
-        entry["points"] = args.points
-        raw_path.write_text(json.dumps(entry, indent=2) + "\n")
+            _merge(raw_path, lambda e, curve=curve: e.__setitem__("curve", {
+                **curve, str(args.minutes): {
+                    "seconds": e["train"]["expanded"]["cpu_seconds"],
+                    "miou": e["test"]["predict_expanded"]}}))
         write_report({p.stem[len("survey_"):]: json.loads(p.read_text())
                       for p in sorted(RESULTS.glob("survey_*.json"))})
 
@@ -197,7 +233,9 @@ def write_report(raw):
              "Generated by `benchmarks/bench_survey.py` (see its docstring for the split). "
              "mIoU (%) over the held-out images of each set, one confusion matrix per set. "
              "Default forest; 25 random points per image; each training arm had the same "
-             "wall-clock budget on a shared 2-core machine (others were running).", "",
+             "CPU-time budget (its process's CPU time, all threads; it includes expanding "
+             "the points for the pseudo-label arm) on a 2-core machine shared with many other "
+             "jobs (load average about 20), so wall times are meaningless here.", "",
              "| set | budget (min) | mask | expanded | points | expanded / mask | "
              "expand (25 pts) | predict (expanded) | expand --model |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -210,17 +248,20 @@ def write_report(raw):
     lines += ["", "Training (per arm): seconds, peak resident memory of its process (MB), "
               "trees grown, training images used (the budget may stop gathering early), "
               "sampled pixels, validation mIoU on held-out training images' own labels.", "",
-              "| set | arm | seconds | peak MB | trees | images | pixels | validation mIoU |",
+              "| set | arm | CPU seconds | peak MB | trees | images | pixels | validation mIoU |",
               "|---|---|---:|---:|---:|---:|---:|---:|"]
     for set_name, e in raw.items():
         for arm, r in e.get("train", {}).items():
             v = r.get("validation_miou")
-            lines.append(f"| {set_name} | {arm} | {r['seconds']:.0f} | {r['peak_mb']:.0f} | "
+            peak = "-" if r.get("peak_mb") is None else f"{r['peak_mb']:.0f}"
+            lines.append(f"| {set_name} | {arm} | {r.get('cpu_seconds', 0):.0f} | {peak} | "
                          f"{r['trees']} | {r['images_used']} | {r['pixels']} | "
                          f"{'-' if v is None else round(100 * v, 1)} |")
-    lines += ["", "Seconds per test image:", ""]
+    lines += ["", "Test images and seconds per test image:", ""]
     for set_name, e in raw.items():
-        lines.append(f"- {set_name}: {e.get('test', {}).get('seconds_per_image')}")
+        t = e.get("test", {})
+        lines.append(f"- {set_name}: {', '.join(t.get('images', []))}; "
+                     f"{t.get('seconds_per_image')}")
     curves = {s: e["curve"] for s, e in raw.items() if "curve" in e}
     if curves:
         lines += ["", "mIoU of `predict` (expanded arm) against the training budget:", "",

@@ -72,6 +72,7 @@ class SliceJob:
     image: np.ndarray
     points: object  # core.points.PointSet
     corrections: np.ndarray | None = None  # painted pixels (255 / 65535 = none), see _panels
+    prior: object = None  # (image, classes) -> survey-model kwargs of the expansion, see _panels
 
 
 @dataclass
@@ -272,8 +273,12 @@ def expand_job_steps(job: ExpandJob, proposer_factory, cached_proposer):
         return proposer, results
     n = len(job.slices)
     for i, sl in enumerate(job.slices):
+        extra = {}
+        if sl.prior is not None:  # a survey model as the third expert (runs here, not in Qt)
+            yield i / n, "survey model"
+            extra = sl.prior(sl.image, sl.points.classes)
         gen = iter_expand_image(sl.image, sl.points, proposer=proposer,
-                                corrections=sl.corrections)
+                                corrections=sl.corrections, **extra)
         while True:
             try:
                 ev = next(gen)

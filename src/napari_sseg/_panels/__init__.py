@@ -15,6 +15,7 @@ PANELS: list[tuple[str, str]] = [
     ("Corrections", "corrections:CorrectionsPanel"),
     ("Regions", "regions:RegionsPanel"),
     ("Run on folder", "batch:BatchPanel"),
+    ("Survey model", "survey:SurveyPanel"),
 ]
 
 
