@@ -129,6 +129,11 @@ def simulate_ignore_index(args, masks: list[Path]) -> int | None:
                              f"--ignore-index none if {choice.index} is a class")
         if problem:
             log.warning("%s: %s", args.ground_truth, problem)
+        classes = [v for v in counts if v != choice.index]
         if getattr(args, "save_masks", False):
-            check_class_ids({str(args.ground_truth): [v for v in counts if v != choice.index]})
+            check_class_ids({str(args.ground_truth): classes})
+        if classes and max(classes) > 4095:  # the per-image confusion matrices are dense
+            raise InputError(f"{args.ground_truth}: ground-truth class value {max(classes)}: "
+                             f"simulate scores class values up to 4095; renumber the classes "
+                             f"of the masks")
     return choice.index

@@ -142,7 +142,7 @@ def run(args) -> int:
         atomic_write_json(args.out, result)
     sys.stdout.write(json.dumps(_jsonable(result), indent=2) + "\n")
     log_summary(ok, len(gts), "scored", records, None)
-    if not result["pixels"]:
+    if not result["pixels"] and per_image:
         log.error("nothing was scored: no ground-truth pixel is left after the ignore index %s",
                   choice.index)
     return 0 if ok == len(gts) and result["pixels"] else 1
