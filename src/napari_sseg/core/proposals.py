@@ -32,6 +32,7 @@ __all__ = [
     "Candidates",
     "MaskCrop",
     "MaskProposer",
+    "VolumeProposer",
     "iter_candidates",
     "sample_grid",
     "upsample_crop",
@@ -110,6 +111,39 @@ class MaskProposer(Protocol):
         Returns
         -------
         Candidates
+        """
+
+
+@runtime_checkable
+class VolumeProposer(Protocol):
+    """What the volume expansion needs from a mask propagator (SAM2's video predictor).
+
+    Attributes
+    ----------
+    name : str
+        Short description for logs and run records.
+    """
+
+    name: str
+
+    def propagate(self, volume: np.ndarray, coords: np.ndarray, planes: np.ndarray,
+                  labels: np.ndarray) -> Iterator[tuple[int, list]]:
+        """Carry one mask per point through the planes.
+
+        Parameters
+        ----------
+        volume : (Z, M, N[, C]) ndarray
+        coords : (P, 2) ndarray
+            (row, col) of each point on its plane.
+        planes : (P,) ndarray of int
+        labels : (P,) ndarray of int
+            Class of each point: every mask carries the class of its point.
+
+        Yields
+        ------
+        (int, list of (int, float, MaskCrop))
+            A plane and its masks as (class, score in [0, 1], crop), every plane once, in any
+            order.
         """
 
 

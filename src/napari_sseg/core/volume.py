@@ -54,7 +54,8 @@ from .points import PointSet
 from .progress import Progress, run_generator
 from .superpixels import block_mean, region_adjacency, region_means
 
-__all__ = ["VolumeOptions", "expand_volume", "iter_expand_volume", "check_volume_points"]
+__all__ = ["VolumeOptions", "expand_volume", "iter_expand_volume", "check_volume_points",
+           "iter_hybrid_expand_volume"]
 
 
 @dataclass(frozen=True)
@@ -346,6 +347,83 @@ def iter_expand_volume(
               "weights": [list(e) for e in ensemble], "plane_range": [start, stop],
               "spacing": sp.tolist(), "points_used": len(pts)},
     )
+
+
+def iter_hybrid_expand_volume(
+    volume: np.ndarray,
+    points: PointSet,
+    proposer,
+    *,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    options: VolumeOptions | None = None,
+    max_area: float = 0.95,
+    vote_neighbours: int = 5,
+) -> Generator[Progress, None, Expansion]:
+    """Masks propagated through the planes, then the weight-free volume expansion for the rest.
+
+    Every point becomes one object of ``proposer`` (a
+    :class:`~napari_sseg.core.proposals.VolumeProposer`, SAM2's video predictor), carried
+    through the planes. On each plane the masks of different classes that overlap are settled
+    by the point rules of 2D (:func:`~napari_sseg.core.fusion.resolve_conflicts`: the points in
+    a contested region vote, else the nearest ones; on planes without points, the points of all
+    planes projected onto it). A mask that holds a point of another class on its plane is
+    dropped (evidence against it), and so is one covering more than ``max_area`` of a plane.
+    The decided voxels then seed :func:`iter_expand_volume` (``known``), which fills the voxels
+    no mask covers.
+
+    Yields
+    ------
+    Progress
+        Planes propagated, then the volume expansion's own steps.
+    """
+    from .fusion import resolve_conflicts
+
+    vol = np.asarray(volume)
+    if vol.ndim not in (3, 4):
+        raise ValueError(
+            f"expected a stack of shape (planes, rows, cols[, channels]), got shape {vol.shape}"
+        )
+    check_volume_points(points, vol.shape)
+    n_planes, m, n = vol.shape[:3]
+    rows, cols = points.pixel_indices()
+    rc = np.stack([rows, cols], axis=1)
+    known = np.full((n_planes, m, n), -1, dtype=np.int32)
+    done = 0
+    kept = dropped = 0
+    for plane, masks in proposer.propagate(vol, points.coords, points.planes, points.labels):
+        here = points.planes == plane
+        good = [(lab, score, crop) for lab, score, crop in masks
+                if 0 < crop.area <= max_area * m * n
+                and not _holds_other_class(crop, lab, rc[here], points.labels[here])]
+        kept += len(good)
+        dropped += len(masks) - len(good)
+        vr, vl = (rc[here], points.labels[here]) if here.any() else (rc, points.labels)
+        if good:
+            known[plane], _, _ = resolve_conflicts(good, vr, vl, (m, n),
+                                                   vote_neighbours=vote_neighbours)
+        # a labelled point keeps its class, whatever the masks say
+        known[plane][rows[here], cols[here]] = points.labels[here]
+        done += 1
+        yield Progress(done, 2 * n_planes, f"propagating masks: plane {done}/{n_planes}")
+    result = yield from iter_expand_volume(vol, points, spacing=spacing, known=known,
+                                           options=options)
+    result.info.update({"method": "propagated-masks+volume-superpixel-graph",
+                        "proposer": getattr(proposer, "name", type(proposer).__name__),
+                        "masks_kept": kept, "masks_dropped": dropped,
+                        "decided_fraction": float((known >= 0).mean())})
+    return result
+
+
+def _holds_other_class(crop, label, rc, labels) -> bool:
+    """Whether the mask ``crop`` covers a point (row, col in ``rc``) of a class other than
+    ``label``."""
+    other = labels != label
+    if not other.any():
+        return False
+    r = rc[other, 0] - crop.r0
+    c = rc[other, 1] - crop.c0
+    inside = (r >= 0) & (r < crop.mask.shape[0]) & (c >= 0) & (c < crop.mask.shape[1])
+    return bool(crop.mask[r[inside], c[inside]].any())
 
 
 _OFFS = np.array([(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)])
