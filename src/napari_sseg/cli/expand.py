@@ -60,6 +60,9 @@ def add_parser(sub, common) -> None:
     p.add_argument("--spacing", type=float, nargs=3, metavar=("Z", "Y", "X"),
                    help="voxel spacing of a stack (plane step, row, column; e.g. 50 4 4 nm), "
                         "default 1 1 1")
+    p.add_argument("--survey-model", type=Path, metavar="MODEL",
+                   help="a model folder from 'napari-sseg train': its class probabilities join "
+                        "the expansion as a third expert, weighted per image by the points")
     add_backend_args(p)
     add_batch_args(p)
     p.set_defaults(func=run)
@@ -96,6 +99,19 @@ def run(args) -> int:
         more = f" and {len(unmatched) - 10} more" if len(unmatched) > 10 else ""
         log.warning("%s: %d Name(s) match no image in %s, their points are ignored (listed in "
                     "run.json): %s%s", args.points, len(unmatched), args.images, shown, more)
+    survey = None
+    if args.survey_model is not None:
+        from ..learn.card import ModelError, file_digest
+        from .predict import load_model_arg
+
+        model = load_model_arg(args.survey_model)
+        ids = sorted({int(i) for ps in pf.points.values() for i in ps.labels})
+        try:
+            model.check_classes(ids, where=str(args.points))
+        except ModelError as exc:
+            raise CliError(str(exc)) from exc
+        survey = {"survey_model": str(args.survey_model),
+                  "survey_card": file_digest(args.survey_model / "card.json")}
     _, backend_desc = backend_from_args(args)
     make_dir(args.out)
     log.info("backend: %s", backend_desc)
@@ -142,6 +158,7 @@ def run(args) -> int:
             "labels_out": labels_out, "overlay_out": overlay_out, "max_id": max_id,
             "classes": table.to_list(all_ids), "clip": args.clip, "backend": settings,
             "_sources": list(sources), "_where": f"{args.points} ({path.name})",
+            **(survey or {}),
         }
         if corr is not None:
             inputs["corrections"] = str(corr)
@@ -160,7 +177,9 @@ def run(args) -> int:
                      "classes": str(args.classes) if args.classes else None,
                      "clip": args.clip, "overwrite": args.overwrite,
                      "corrections": str(args.corrections) if args.corrections else None,
-                     "axes": args.axes, "spacing": args.spacing, **settings},
+                     "axes": args.axes, "spacing": args.spacing,
+                     "survey_model": str(args.survey_model) if args.survey_model else None,
+                     **settings},
         "backend": backend_desc,
         "classes": table.to_list(all_ids),
         "textual_labels": pf.textual,

@@ -18,22 +18,23 @@ __all__ = ["predict_image", "cached_model", "write_confidence", "survey_prior"]
 
 
 @functools.lru_cache(maxsize=2)
-def _model(folder: str, device: str, stamp: float):
+def _model(folder: str, device: str, stamp: tuple):
     from .model import load_model
 
     return load_model(folder, device=device)
 
 
 def cached_model(folder: str | os.PathLike, device: str = "auto"):
-    """:func:`~napari_sseg.learn.model.load_model`, once per process (reloaded when the card
-    changes)."""
+    """:func:`~napari_sseg.learn.model.load_model`, once per process (loaded again when a
+    file of the folder changes)."""
     from .card import CARD_NAME, ModelError
 
-    card = Path(folder) / CARD_NAME
-    try:
-        stamp = card.stat().st_mtime
-    except OSError:
-        raise ModelError(f"{card}: missing; {folder} is not a napari-sseg model folder") from None
+    folder = Path(folder)
+    if not (folder / CARD_NAME).is_file():
+        raise ModelError(f"{folder / CARD_NAME}: missing; {folder} is not a napari-sseg model "
+                         f"folder (train one with 'napari-sseg train')")
+    stamp = tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                         for p in folder.iterdir() if p.is_file()))
     return _model(str(folder), device, stamp)
 
 
