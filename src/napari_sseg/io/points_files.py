@@ -221,9 +221,12 @@ def _read_csv(path: Path, text: str, classes: ClassTable | None) -> PointsFile:
             continue
         _check_one_line(path, line, reader.line_num, row, used, delim, need - 1)
         if len(row) < need:
+            other = [d for d in (",", ";", "\t") if d != delim and d in "".join(row)]
+            hint = (f" (the header is split by {delim!r} but this line holds {other[0]!r})"
+                    if other else "")
             raise PointsFileError(
                 f"{path}: line {line}: expected at least {need} fields, got {len(row)}: "
-                f"{_short(row)}"
+                f"{_short(row)}{hint}"
             )
         rc = []
         for idx, title in zip((row_i, col_i), coord_names):
@@ -431,6 +434,16 @@ def _resolve_labels(path, raw, where, classes, own_table):
             "its pixel value: fix the names or give a classes table", path, len(numeric),
             numeric[0][0], numeric[0][1], len(text), ", ".join(text[:5]),
             " ..." if len(text) > 5 else "")
+    spelt: dict[str, dict[str, str]] = {}  # case-folded name -> spelling -> first place
+    for n, w in zip(names, where):
+        spelt.setdefault(n.casefold(), {}).setdefault(n, w)
+    variants = [v for v in spelt.values() if len(v) > 1]
+    if variants:  # as a classes table matches names: one class whatever the case
+        log.warning("%s: class names that differ only by case are read as one class: %s", path,
+                    "; ".join(" = ".join(f"{n!r} ({w})" for n, w in v.items())
+                              for v in variants[:5]))
+        first = {k: next(iter(v)) for k, v in spelt.items()}
+        names = [first[n.casefold()] for n in names]
     table = ClassTable.from_names(names)
     by_name = {n: i for i, n in table.names.items()}
     return np.asarray([by_name[n] for n in names], dtype=np.int64), table, True
