@@ -522,8 +522,8 @@ def run_batch(
     dashboard : bool
         Serve the Dask dashboard on a free port when bokeh is installed.
     start_method : str, optional
-        Worker start method of the local cluster: default ``fork`` on Linux when torch is not
-        loaded here (starts in well under a second), else ``spawn``.
+        Worker start method of the local cluster: default ``fork`` on Linux when neither torch
+        nor Qt is loaded here (starts in well under a second), else ``spawn``.
     timeout : float
         Seconds to wait for a cluster or scheduler to answer.
 
@@ -689,7 +689,10 @@ def _has_bokeh() -> bool:
 
 
 def _default_start_method() -> str:
-    if sys.platform.startswith("linux") and "torch" not in sys.modules:
+    """``fork`` on Linux (workers start in well under a second, inheriting the imports) unless
+    this process holds torch (its thread pools, CUDA) or a Qt GUI, which are unsafe to fork."""
+    unsafe = ("torch", "PyQt5", "PyQt6", "PySide2", "PySide6")
+    if sys.platform.startswith("linux") and not any(m in sys.modules for m in unsafe):
         return "fork"
     return "spawn"
 

@@ -74,19 +74,27 @@ def resume_record(args, command: str, record_name: str = "run.json") -> dict | N
 
 def run_tasks(args, tasks: list, *, record: dict, unit: str, desc: str,
               record_name: str = "run.json") -> dict:
-    """Run ``tasks`` with the batch engine, a tqdm bar counting finished tasks; the record."""
+    """Run ``tasks`` with the batch engine, a tqdm bar counting finished tasks; the record.
+
+    Another front end (the napari widget) that runs a command's ``run(args)`` may set
+    ``args.on_progress`` (called as the engine's ``progress``) and ``args.cancel``.
+    """
     from ..batch import BatchError, run_batch
 
     bar = progress_bar(args, len(tasks), unit, desc)
+    extra = getattr(args, "on_progress", None)
 
     def progress(done: int, total: int, entry: dict) -> None:
         bar.update(1)
         show_status(bar, f"{entry.get('key')} {entry['status']}")
+        if extra is not None:
+            extra(done, total, entry)
 
     try:
         return run_batch(tasks, args.out, record=record, record_name=record_name,
                          workers=args.workers, scheduler=args.scheduler, resume=args.resume,
-                         progress=progress, status=lambda key, msg: show_status(bar, msg))
+                         progress=progress, status=lambda key, msg: show_status(bar, msg),
+                         cancel=getattr(args, "cancel", None))
     except BatchError as exc:
         raise CliError(str(exc)) from exc
     finally:
