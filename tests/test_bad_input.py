@@ -423,3 +423,62 @@ def test_subprocess_never_prints_a_traceback(data):
                              capture_output=True, text=True)
         assert res.returncode == 2, res.stderr
         assert "Traceback" not in res.stderr and res.stderr.startswith("napari-sseg: error:")
+
+
+# ------------------------------------------------------------- more cases found by trying
+
+
+@pytest.mark.parametrize("points, argv, expected", [
+    # points file that is an image, not text
+    (None, ["--points", "{d}/imgs/a0.png"], "is not a text file"),
+    # Latin-1 bytes: the line and column of the first byte that is not UTF-8
+    (b"Name,Row,Column,Label\ncaf\xe9.png,3,3,1\n", [], "line 2, column 4: byte 0xe9"),
+    # the points file given as a folder
+    (None, ["--points", "{d}/imgs"], "is a folder, not a points file"),
+    # header split by ';', rows by ','
+    ("Name;Row;Column;Label\na0.png,3,3,1\n", [], "this line holds ','"),
+    # a coordinate far outside any image (numpy would overflow when rounding it)
+    ("Name,Row,Column,Label\na0.png,1e300,3,1\n", [], "far outside any image"),
+    # JSON key given twice (json keeps the last one silently)
+    ('{"points": [{"row": 1, "col": 1, "label": 1, "row": 5}]}', [], "given twice"),
+    # JSON label that is neither an id nor a name
+    ('{"points": [{"row": 1, "col": 1, "label": true}]}', [], "neither an integer class id"),
+])
+def test_more_bad_points_files(data, capsys, points, argv, expected):
+    suffix = ".json" if isinstance(points, str) and points.startswith("{") else ".csv"
+    path = data / f"q{suffix}"
+    if isinstance(points, bytes):
+        path.write_bytes(points)
+    elif points is not None:
+        path.write_text(points)
+    argv = [a.format(d=data) for a in argv] or ["--points", str(path)]
+    code, err, _ = run(capsys, "expand", data / "imgs", *argv, "--out", data / "out")
+    assert code == 2 and expected in err, err
+    assert err.count("\n") == 1  # one line
+    assert not (data / "out").exists()
+
+
+def test_images_argument_that_is_not_an_image(data, capsys):
+    code, err, _ = run(capsys, "expand", data / "p.csv", "--points", data / "p.csv",
+                       "--out", data / "out")
+    assert code == 2 and "not an image file" in err
+
+
+def test_suggest_out_equal_to_the_points_file(data, capsys):
+    before = (data / "p.csv").read_bytes()
+    code, err, _ = run(capsys, "suggest", data / "imgs" / "a0.png", "--points", data / "p.csv",
+                       "-n", 2, "--out", data / "p.csv", "--overwrite")
+    assert code == 2 and "would overwrite the input" in err
+    assert (data / "p.csv").read_bytes() == before
+
+
+def test_class_names_differing_by_case_are_one_class_and_said(data, capsys):
+    (data / "p.csv").write_text("Name,Row,Column,Label\na0.png,3,3,coral\na0.png,20,28,Coral\n"
+                                "a0.png,20,3,sand\n")
+    code, err, _ = run(capsys, "expand", data / "imgs" / "a0.png", "--points", data / "p.csv",
+                       "--out", data / "out")
+    assert code == 0 and "differ only by case" in err and "line 3" in err
+    import json
+
+    assert [c["name"] for c in json.loads((data / "out" / "classes.json").read_text())
+            ["classes"]] == ["coral", "sand"]
