@@ -549,7 +549,7 @@ def run_batch(
     if workers < 1:
         raise BatchError(f"workers must be at least 1, got {workers}")
     from . import __version__
-    from .io.atomic import remove_stray_temp_files
+    from .io.atomic import remove_outputs, remove_stray_temp_files
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -626,6 +626,8 @@ def run_batch(
         if e["status"] == "failed":
             log.info("%s: failed: %s", e["key"], e.get("error"))
             log.debug("%s", e.get("traceback", ""))
+            # an earlier run's outputs of this task would look current beside "failed"
+            remove_outputs([out_dir / rel for rel in tasks[i].outputs])
         done += 1
         refresh()
         if progress is not None:
