@@ -120,7 +120,7 @@ def regions_image(inputs: dict, out_dir: Path, report=None) -> dict:
 
 
 def _write_cuts(path: Path, ks: list[int], names: list[Path], report) -> dict:
-    from ..core.regions import cut, region_hierarchy
+    from ..core.regions import cut, default_fine_count, region_hierarchy
     from ..io import read_image, write_label_image
 
     image = read_image(path)
@@ -133,8 +133,7 @@ def _write_cuts(path: Path, ks: list[int], names: list[Path], report) -> dict:
         report(f"{path.name}: hierarchy")
     t = time.perf_counter()
     # the finest partition holds at least about twice the largest K wanted
-    work = min(pixels, 1_500_000)
-    n_fine = int(min(work, max(2 * max(ks), min(6000, max(2000, work // 250)))))
+    n_fine = max(2 * max(ks), default_fine_count(image.shape[:2]))
     try:
         hierarchy = region_hierarchy(image, n_fine=n_fine)
     except ValueError as exc:

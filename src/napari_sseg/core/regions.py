@@ -27,6 +27,7 @@ __all__ = [
     "region_hierarchy",
     "cut",
     "cut_nodes",
+    "default_fine_count",
     "coarser_at",
     "finer_at",
     "labels_from_nodes",
@@ -115,11 +116,11 @@ def region_hierarchy(
     *,
     n_fine: int | None = None,
     max_work_pixels: int = 1_500_000,
-    fine_compactness: float = 1.0,
+    fine_compactness: float = 0.3,
     texture_weight: float = 1.0,
     boundary_weight: float = 1.0,
     size_exponent: float = 1.0,
-    spatial_weight: float = 0.0,
+    spatial_weight: float = 3.0,
 ) -> RegionHierarchy:
     """Build the region hierarchy of a 2D image.
 
@@ -129,8 +130,8 @@ def region_hierarchy(
         Grey, RGB, RGBA (alpha ignored) or channel-last multichannel image; NaN pixels count as
         the darkest value.
     n_fine : int, optional
-        Regions of the finest partition; by default about one per 250 working pixels, between
-        2000 and 6000 (cuts up to that many regions are possible).
+        Regions of the finest partition; by default one per 30 working pixels, between 2000
+        and 6000 (cuts up to that many regions are possible; cost grows with it).
     max_work_pixels : int
         The image is block-averaged to at most about this many pixels before segmentation;
         cuts are brought back to full resolution by repeating the blocks.
@@ -155,14 +156,18 @@ def region_hierarchy(
         If the image is not 2D (with optional channels), is smaller than 2 x 2 or has no
         numeric dtype, or ``n_fine`` is below 2.
     """
-    img = normalized_float(as_channels(image))
-    m, n = img.shape[:2]
+    arr = as_channels(image)
+    m, n = arr.shape[:2]
     factor = max(1, int(np.ceil(np.sqrt(m * n / max(1, max_work_pixels)))))
-    small = block_mean(img, factor)
+    # block-average the raw pixels first, so a large image is never held as float
+    if arr.dtype == np.uint8:
+        small = block_mean(arr, factor).astype(np.float32) * np.float32(1 / 255)
+    else:
+        small = normalized_float(block_mean(arr, factor))
     feats = colour_features(small)
     h, w = feats.shape[:2]
     if n_fine is None:
-        n_fine = int(np.clip(h * w / 250, 2000, 6000))
+        n_fine = _default_fine(h * w)
     if n_fine < 2:
         raise ValueError(f"n_fine must be at least 2, got {n_fine}")
     n_fine = min(int(n_fine), h * w)
@@ -176,6 +181,18 @@ def region_hierarchy(
                           boundary_weight=boundary_weight, size_exponent=size_exponent,
                           spatial_weight=spatial_weight)
     return RegionHierarchy(fine=fine, parents=parents, shape=(m, n), factor=factor)
+
+
+def _default_fine(work_pixels: int) -> int:
+    return int(np.clip(work_pixels / 30, 2000, 6000))
+
+
+def default_fine_count(shape: tuple[int, int], *, max_work_pixels: int = 1_500_000) -> int:
+    """Regions of the finest partition :func:`region_hierarchy` makes by default for an image
+    of spatial ``shape`` (before SLIC's own rounding)."""
+    m, n = shape
+    factor = max(1, int(np.ceil(np.sqrt(m * n / max(1, max_work_pixels)))))
+    return _default_fine(-(-m // factor) * -(-n // factor))
 
 
 def _relabel(seg: np.ndarray) -> np.ndarray:
