@@ -137,3 +137,13 @@ def simulate_ignore_index(args, masks: list[Path]) -> int | None:
                              f"simulate scores class values up to 4095; renumber the classes "
                              f"of the masks")
     return choice.index
+
+
+def validate_out_dir(out: Path, images: list[Path], *inputs: Path | None) -> None:
+    """Checks of any per-image command's output folder: not the folder of the images, not
+    one of the ``inputs``, writable."""
+    p = _Problems()
+    p.run(check_not_inputs, [], [*images, *(i for i in inputs if i is not None)], out_dir=out,
+          images=images)
+    p.run(check_writable, out)
+    p.raise_any()

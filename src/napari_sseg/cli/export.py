@@ -19,6 +19,7 @@ from ._common import (
     resume_record,
     run_tasks,
 )
+from ._validate import validate_out_dir
 from .predict import unique_stems
 
 log = logging.getLogger("napari_sseg.cli")
@@ -58,6 +59,7 @@ def run(args) -> int:
     if not 0 <= args.min_confidence <= 1:
         raise CliError(f"--min-confidence must be in [0, 1], got {args.min_confidence}")
     images = collect_images(args.images)
+    validate_out_dir(args.out, images)
     unique_stems(images)
     pf = read_points(args)
     matched, unmatched = match_points(pf, images, args.points)

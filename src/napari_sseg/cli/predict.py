@@ -17,6 +17,7 @@ from ._common import (
     resume_record,
     run_tasks,
 )
+from ._validate import validate_out_dir
 
 log = logging.getLogger("napari_sseg.cli")
 
@@ -68,6 +69,7 @@ def run(args) -> int:
 
     check_batch_args(args)
     images = collect_images(args.images)
+    validate_out_dir(args.out, images)
     unique_stems(images)
     model = load_model_arg(args.model, args.device)
     names = ["{}.png", "{}_overlay.png"] + (["{}_confidence.tif"] if args.confidence else [])

@@ -23,6 +23,7 @@ from ._common import (
     resume_record,
     run_tasks,
 )
+from ._validate import validate_out_dir
 
 log = logging.getLogger("napari_sseg.cli")
 
@@ -62,6 +63,7 @@ def run(args) -> int:
         raise CliError(f"--regions: every K must be at least 2, got {bad[0]}")
     ks = sorted(set(args.regions))
     images = collect_images(args.images)
+    validate_out_dir(args.out, images)
     stems: dict[str, Path] = {}
     for p in images:
         if p.stem in stems:
