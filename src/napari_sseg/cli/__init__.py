@@ -97,9 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("interrupted; outputs already written are complete, the rest were not written")
         return 130
     except OSError as exc:  # a file that cannot be read or written (disk full, permissions)
-        where = f"{exc.filename}: " if exc.filename and str(exc.filename) not in str(
-            exc.strerror) else ""
-        log.error("%s%s; the run stopped", where, exc.strerror or exc)
+        if exc.filename and str(exc.filename) not in str(exc.strerror):
+            log.error("cannot access %s: %s; the run stopped", exc.filename,
+                      exc.strerror or exc)
+        else:
+            log.error("%s; the run stopped", exc.strerror or exc)
         log.debug("traceback", exc_info=True)
         return 2
     except MemoryError:
