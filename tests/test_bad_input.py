@@ -443,6 +443,9 @@ def test_subprocess_never_prints_a_traceback(data):
     ("Name;Row;Column;Label\na0.png,3,3,1\n", [], "this line holds ','"),
     # a coordinate far outside any image (numpy would overflow when rounding it)
     ("Name,Row,Column,Label\na0.png,1e300,3,1\n", [], "far outside any image"),
+    # two CSV files joined: the second header is said, not read as a bad Row
+    ("Name,Row,Column,Label\na0.png,3,3,1\nName,Row,Column,Label\na0.png,9,9,2\n", [],
+     "line 3 repeats the header of line 1"),
     # JSON key given twice (json keeps the last one silently)
     ('{"points": [{"row": 1, "col": 1, "label": 1, "row": 5}]}', [], "given twice"),
     # JSON label that is neither an id nor a name
@@ -486,3 +489,14 @@ def test_class_names_differing_by_case_are_one_class_and_said(data, capsys):
 
     assert [c["name"] for c in json.loads((data / "out" / "classes.json").read_text())
             ["classes"]] == ["coral", "sand"]
+
+
+def test_excel_sep_line_names_the_delimiter(tmp_path):
+    from napari_sseg.io import read_points_file
+
+    f = tmp_path / "p.csv"
+    f.write_text("sep=;\nName;Row;Column;Label\na0.png;3;4;1\na0.png;x;4;1\n")
+    with pytest.raises(ValueError, match="line 4: Row 'x'"):  # line numbers still count it
+        read_points_file(f)
+    f.write_text("sep=;\nName;Row;Column;Label\na0.png;3;4;1\n")
+    assert read_points_file(f).points["a0.png"].coords.tolist() == [[3, 4]]

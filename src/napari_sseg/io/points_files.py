@@ -157,6 +157,10 @@ def _read_csv(path: Path, text: str, classes: ClassTable | None) -> PointsFile:
         raise PointsFileError(f"{path}: the points file is empty")
     first = text.lstrip("\r\n").splitlines()[0]
     delim = max([",", ";", "\t"], key=first.count)
+    sep = re.fullmatch(r"\s*sep=(.)\s*", first)
+    if sep:  # Excel's "sep=;" line names the delimiter; the header follows
+        delim = sep.group(1)
+        text = text.replace(first, "", 1)  # the line stays (empty) so line numbers hold
     reader = csv.reader(_io.StringIO(text), delimiter=delim)
     records = _records(path, reader)
     header = None
@@ -220,6 +224,9 @@ def _read_csv(path: Path, text: str, classes: ClassTable | None) -> PointsFile:
         if not any(v.strip() for v in row):
             continue
         _check_one_line(path, line, reader.line_num, row, used, delim, need - 1)
+        if [v.strip().lower() for v in row] == [h.strip().lower() for h in header]:
+            raise PointsFileError(f"{path}: line {line} repeats the header of line "
+                                  f"{header_line} (two files joined?); remove it")
         if len(row) < need:
             other = [d for d in (",", ";", "\t") if d != delim and d in "".join(row)]
             hint = (f" (the header is split by {delim!r} but this line holds {other[0]!r})"
