@@ -200,6 +200,8 @@ def main() -> int:
                     help="BSDS boundary recall averaged over the five annotators")
     ap.add_argument("--options", default="{}", help="JSON options for region_hierarchy")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/sseg_bench_regions_cache"))
+    ap.add_argument("--cached-only", action="store_true",
+                    help="only the images whose baselines are already in --cache")
     ap.add_argument("--timing", action="store_true")
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
@@ -208,6 +210,9 @@ def main() -> int:
     per = {}  # (set, method, k) -> list of per-image dicts
     for set_name in args.sets:
         for name in image_names(set_name, args.split, args.max_images):
+            cached = args.cache / f"{set_name}__{name}__{int(args.all_annotators)}.json"
+            if args.cached_only and not cached.is_file():
+                continue
             img, gt, others = load(set_name, name)
             res = baselines(set_name, name, img, gt, others, args.cache, args.all_annotators)
             res.update(ours(img, gt, others, args.all_annotators, options))
