@@ -79,6 +79,12 @@ def validate_expand(args, images: list[Path], pf, matched: dict, *, dims: int = 
     p.run(check_not_inputs, planned, inputs, out_dir=args.out, images=images)
     p.run(check_writable, args.out)
     p.run(check_points, pf, args.points, dims=dims)
+    if not matched and any(len(ps) for ps in pf.points.values()) and not getattr(
+            args, "corrections", None):
+        names = ", ".join(repr(str(k)) for k in list(pf.points)[:3])
+        shown = ", ".join(repr(i.name) for i in images[:3])
+        p.messages.append(f"{args.points}: no Name matches an image in {args.images} (Names "
+                          f"such as {names}; images such as {shown}): nothing to expand")
     p.run(check_class_ids, _label_places(pf, args.points, args.classes))
     for path, keys in matched.items():
         points, sources = points_for(pf, keys)
