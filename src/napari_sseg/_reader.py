@@ -183,6 +183,8 @@ def read_points_layers(path) -> list[tuple]:
         size = _point_size(pset.coords)
         for cid in np.unique(pset.labels).tolist():
             coords = pset.coords[pset.labels == cid]
+            if pset.planes is not None:  # points of a stack: (plane, row, col)
+                coords = np.column_stack([pset.planes[pset.labels == cid], coords])
             name = classes.names.get(cid, f"class {cid}")
             colour = class_colour(cid, colours)
             kw = class_layer_kwargs(cid, name, colour, size=size)

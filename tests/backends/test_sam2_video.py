@@ -123,13 +123,16 @@ def test_chunks_bound_the_state_and_planes_without_points_are_filled():
 
 
 @pytest.mark.sam2
+@pytest.mark.slow
 def test_real_tiny_video_predictor_random_weights():
     torch = pytest.importorskip("torch")
     pytest.importorskip("sam2")
     from napari_sseg.backends.sam2_video import build_sam2_video_model
 
     torch.manual_seed(0)
-    predictor = build_sam2_video_model("tiny", device="cpu")
+    # a 256-pixel input keeps the random-weight model cheap (trained weights need 1024)
+    predictor = build_sam2_video_model("tiny", device="cpu", image_size=256)
+    assert predictor.image_size == 256
     vol, gt = blobs(3, 64)
     pts = PointSet([[14, 12], [45, 5]], [2, 1], planes=[1, 1])
     proposer = SAM2VideoProposer(predictor, chunk=2)

@@ -180,3 +180,14 @@ def test_cli_simulate_stacks_scores_planes_with_and_without_points(tmp_path):
     assert m["every"] == 2 and m["points_per_plane"] == 10
     assert m["planes_with_points"]["miou"] > 0.9
     assert m["planes_without_points"]["miou"] > 0.9
+
+
+def test_napari_reader_keeps_the_planes_of_a_3_axis_points_file(tmp_path):
+    from napari_sseg._reader import read_points_layers
+
+    write_napari_points_csv(tmp_path / "p.csv", PointSet([[1, 2], [3, 4], [5, 6]], [1, 2, 1],
+                                                         planes=[0, 4, 2]))
+    layers = read_points_layers(str(tmp_path / "p.csv"))
+    by_name = {kw["name"]: data for data, kw, _ in layers}
+    np.testing.assert_array_equal(by_name["class 1"], [[0, 1, 2], [2, 5, 6]])
+    np.testing.assert_array_equal(by_name["class 2"], [[4, 3, 4]])

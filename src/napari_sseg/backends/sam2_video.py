@@ -33,12 +33,14 @@ _MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 _STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
-def build_sam2_video_model(model: str = "tiny", checkpoint=None, *, device: str = "cpu"):
+def build_sam2_video_model(model: str = "tiny", checkpoint=None, *, device: str = "cpu",
+                           image_size: int | None = None):
     """The official ``SAM2VideoPredictor`` for SAM2.1 ``model``.
 
     Without ``checkpoint`` the weights are random (tests and benchmarks: compute does not depend
     on them); with one it is loaded safely by :func:`~napari_sseg.backends.sam2.load_sam2_model`
-    (``weights_only=True``, shape checks) and copied in.
+    (``weights_only=True``, shape checks) and copied in. ``image_size`` overrides the model's
+    input size (1024) for small random-weight tests only: trained weights expect 1024.
     """
     from .sam2 import _check_model_name, import_sam2, load_sam2_model
 
@@ -46,7 +48,9 @@ def build_sam2_video_model(model: str = "tiny", checkpoint=None, *, device: str 
     import_sam2(device)
     from sam2.build_sam import build_sam2_video_predictor
 
-    predictor = build_sam2_video_predictor(cfg, ckpt_path=None, device=device)
+    extra = [f"++model.image_size={int(image_size)}"] if image_size else []
+    predictor = build_sam2_video_predictor(cfg, ckpt_path=None, device=device,
+                                           hydra_overrides_extra=extra)
     if checkpoint is not None:
         sam = load_sam2_model(model, checkpoint, device="cpu")
         predictor.load_state_dict(sam.state_dict(), strict=False)
