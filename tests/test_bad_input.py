@@ -500,3 +500,11 @@ def test_excel_sep_line_names_the_delimiter(tmp_path):
         read_points_file(f)
     f.write_text("sep=;\nName;Row;Column;Label\na0.png;3;4;1\n")
     assert read_points_file(f).points["a0.png"].coords.tolist() == [[3, 4]]
+
+
+def test_points_file_naming_no_image_of_the_folder(data, capsys):
+    (data / "p.csv").write_text("Name,Row,Column,Label\nzz0.png,3,3,1\nzz1.png,9,9,2\n")
+    code, err, _ = run(capsys, "expand", data / "imgs", "--points", data / "p.csv",
+                       "--out", data / "out")
+    assert code == 2 and "no Name matches an image" in err and "'zz0.png'" in err
+    assert not (data / "out").exists()
