@@ -4,7 +4,10 @@ Features are colour (CIELAB for RGB) smoothed at a few scales plus texture filte
 luminance (gradient magnitude, Laplacian of Gaussian, Hessian eigenvalues, local standard
 deviation), optionally with wider context scales. A linear discriminant with a shrunk pooled
 covariance and equal class priors is fitted to the feature vectors under and right next to each
-labelled point (and, as an alternative, to the pixels of the regions they seed).
+labelled point (and, as an alternative, to the pixels of the regions they seed). A tree
+ensemble (scikit-learn's extremely randomised trees) on the multi-scale filter bank of
+:mod:`~napari_sseg.core.features` is the non-linear alternative, for thin or textured structures
+that no linear boundary separates.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from scipy import ndimage as ndi
 
 from .classaxis import log_softmax_inplace
 
-__all__ = ["pixel_features", "LinearModel", "fit_lda"]
+__all__ = ["pixel_features", "LinearModel", "fit_lda", "ForestModel", "fit_forest"]
 
 
 def pixel_features(colour: np.ndarray, *, context: tuple[float, ...] = ()) -> np.ndarray:
@@ -117,3 +120,81 @@ def fit_lda(x: np.ndarray, y: np.ndarray, n_classes: int, *, shrinkage: float = 
     bias[~present] = -1e3
     return LinearModel(mean.astype(np.float32), scale.astype(np.float32),
                          prec_mu.astype(np.float32), bias.astype(np.float32))
+
+
+class ForestModel:
+    """A fitted tree ensemble over a block of feature columns, as class log-probabilities.
+
+    Parameters
+    ----------
+    forest : sklearn.ensemble.ExtraTreesClassifier or RandomForestClassifier
+        Fitted on class indices.
+    start : int
+        First feature column the forest reads (it reads ``forest.n_features_in_`` columns).
+    n_classes : int
+    floor : float
+        Probability mass mixed in uniformly over the classes the forest saw, so that no class
+        it knows gets a log-probability of minus infinity; unseen classes get -1e3, as in
+        :func:`fit_lda`.
+    """
+
+    def __init__(self, forest, start: int, n_classes: int, *, floor: float = 0.02):
+        self.forest = forest
+        self.start = start
+        self.n_classes = n_classes
+        self.floor = floor
+
+    def log_proba(self, x: np.ndarray, *, chunk: int = 65536) -> np.ndarray:
+        """Log class probabilities of feature rows ``x`` (..., F) -> (..., K) float32."""
+        stop = self.start + self.forest.n_features_in_
+        flat = x.reshape(-1, x.shape[-1])
+        out = np.full((flat.shape[0], self.n_classes), -1e3, dtype=np.float32)
+        seen = self.forest.classes_.astype(np.int64)
+        mix = self.floor / seen.size
+        for i in range(0, flat.shape[0], chunk):
+            p = self.forest.predict_proba(flat[i:i + chunk, self.start:stop])
+            out[i:i + chunk, seen] = np.log((1 - self.floor) * p + mix)
+        return out.reshape(*x.shape[:-1], self.n_classes)
+
+
+def fit_forest(
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    *,
+    start: int = 0,
+    n_trees: int = 32,
+    max_depth: int | None = 12,
+    max_samples: int = 4000,
+    seed: int = 0,
+) -> ForestModel:
+    """Extremely randomised trees on feature columns ``start:`` of ``x``, balanced classes.
+
+    Parameters
+    ----------
+    x : (S, F) ndarray
+        Feature rows.
+    y : (S,) ndarray of int
+        Class index of each row in ``0..n_classes-1``.
+    n_classes : int
+    start : int
+        First column used (the columns before it are ignored, here and in prediction).
+    n_trees, max_depth : int
+        Size of the ensemble (kept small: every pixel of the image is predicted).
+    max_samples : int
+        At most this many rows (a seeded random subsample) train the trees.
+    seed : int
+        Seed of the subsample and the trees.
+    """
+    from sklearn.ensemble import ExtraTreesClassifier
+
+    x = np.asarray(x, dtype=np.float32)[:, start:]
+    y = np.asarray(y)
+    if len(y) > max_samples:
+        keep = np.random.default_rng(seed).choice(len(y), max_samples, replace=False)
+        x, y = x[keep], y[keep]
+    forest = ExtraTreesClassifier(n_estimators=n_trees, max_depth=max_depth,
+                                  class_weight="balanced", max_features="sqrt",
+                                  random_state=seed, n_jobs=1)
+    forest.fit(x, y)
+    return ForestModel(forest, start, n_classes)

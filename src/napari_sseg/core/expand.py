@@ -37,7 +37,7 @@ from scipy import sparse
 
 from .appearance import fit_forest, fit_lda, pixel_features
 from .classaxis import class_argmax, log_softmax_inplace, softmax_inplace
-from .features import filter_bank
+from .features import FEATURE_KINDS, filter_bank
 from .corrections import merge_known
 from .image import normalized_float
 from .metrics import segmentation_scores
@@ -138,11 +138,8 @@ class ExpandOptions:
     smoothing: float = 0.15
     forest_scales: tuple[float, ...] = (0.7, 1.6, 3.5, 5.0)
     forest_trees: int = 32
+    forest_cv_trees: int = 8
     forest_depth: int | None = 12
-    forest_start: bool = True
-    forest_kind: str = "extra"
-    forest_centre: bool = False
-    forest_shrinkage: float = 0.3
 
 
 def label_dtype(max_label: int) -> np.dtype:
@@ -270,9 +267,10 @@ def iter_expand(
     n_base = pixfeat.shape[2] - len(opts.context_scales) * (feats.shape[2] + 1)
     n_pix = pixfeat.shape[2]
     if opts.forest_scales and opts.forest_trees > 0:
-        # the filter bank of the forest expert follows the LDA's columns (texture filters on
-        # the lightness of CIELAB, the first channel otherwise)
+        # the forest expert's texture filters (the colour smoothing is in pixel_features) follow
+        # the LDA's columns: on the lightness of CIELAB, else the first principal component
         bank = filter_bank(feats, scales=opts.forest_scales, normalize=False,
+                           features=FEATURE_KINDS[1:],
                            texture="first" if feats.shape[2] == 3 else "auto")
         pixfeat = np.concatenate([pixfeat, bank], axis=2)
     known_index = None
@@ -292,13 +290,16 @@ def iter_expand(
         cv_seed = [_unseed_painted(layer, painted_small) for layer in layers]
         known_index[painted_small & np.isin(known_small, points.labels)] = -1
 
-    def experts(keep: np.ndarray, *, cv: bool = False):
+    def experts(keep: np.ndarray, *, cv: bool = False, forest: bool = True):
         """Spatial expert and appearance models, from the kept points.
 
-        Two appearance models are fitted: one on the pixels right at the points, one on all
-        pixels of the main layer's regions the points seed (robust class statistics where
-        classes are textured, wrong where a superpixel straddles thin structures);
-        cross-validation picks. With ``cv``, painted pixels are left out.
+        Two linear appearance models are fitted: one on the pixels right at the points, one on
+        all pixels of the main layer's regions the points seed (robust class statistics where
+        classes are textured, wrong where a superpixel straddles thin structures); and a tree
+        ensemble on the multi-scale filter bank at the points (thin or textured structures
+        that no linear boundary separates); cross-validation picks. With ``cv``, painted
+        pixels are left out and the forest has ``forest_cv_trees`` trees; without ``forest``
+        (the final fit, when no chosen combination weighs it) it is not fitted.
         """
         node_seeds = cv_seed if cv else [layer.node_seed for layer in layers]
         seeds = [_seed_nodes(ns, pnode[keep], class_index[keep], classes.size)
@@ -313,22 +314,19 @@ def iter_expand(
             fitted = len(np.unique(ys)) > 1
             models.append(fit_lda(xs[:, :n_feat], ys, classes.size) if fitted else None)
             if n_feat == n_base:
-                at_points = xs, ys, fitted
+                at_points = xs, ys
         if pixfeat.shape[2] > n_pix:
-            # the forest expert: trees on the filter bank at the points' pixels
-            xs, ys, fitted = at_points
-            if opts.forest_centre:
-                nk = int(keep.sum())
-                xs, ys = xs[4:9 * nk:9], ys[4:9 * nk:9]
-                fitted = len(np.unique(ys)) > 1
-            if opts.forest_kind == "lda":
-                models.append(fit_lda(xs, ys, classes.size, shrinkage=opts.forest_shrinkage)
-                              if fitted else None)
-            else:
-                models.append(fit_forest(xs, ys, classes.size, start=opts.forest_start and n_pix,
-                                         n_trees=opts.forest_trees, max_depth=opts.forest_depth,
-                                         kind=opts.forest_kind)
-                              if fitted else None)
+            # the forest expert: trees on all features (colour, texture, the filter bank) at
+            # the points' own pixels (their 3 x 3 neighbours straddle thin structures and
+            # mislabel them) and any decided pixels of the sample; fewer trees in the folds
+            xs, ys = at_points
+            nk = int(keep.sum())
+            xs, ys = np.concatenate([xs[4:9 * nk:9], xs[9 * nk:]]), np.concatenate(
+                [ys[4:9 * nk:9], ys[9 * nk:]])
+            n_trees = opts.forest_cv_trees if cv else opts.forest_trees if forest else 0
+            models.append(fit_forest(xs, ys, classes.size, n_trees=n_trees,
+                                     max_depth=opts.forest_depth)
+                          if n_trees > 0 and len(np.unique(ys)) > 1 else None)
         return spatial, models
 
     ranked, folds = _rank_weights(lambda keep: experts(keep, cv=True), pixfeat, pr, pc,
@@ -343,7 +341,8 @@ def iter_expand(
     if not (averaging and _smoothing_helps(ensemble, folds, pixfeat, pr, pc, class_index,
                                            classes.size, sigma)):
         sigma = 0.0
-    spatial, models = experts(np.ones(len(points), dtype=bool))
+    spatial, models = experts(np.ones(len(points), dtype=bool),
+                              forest=any(wap > 0 and j == 2 for _, wap, j, _ in ensemble))
     # a smoothed posterior varies slowly: average it on a grid coarser by about sigma / 2
     step = max(1, int(sigma // 2))
     everything = (slice(None), slice(None))

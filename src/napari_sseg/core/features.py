@@ -40,7 +40,7 @@ __all__ = [
 
 DEFAULT_SCALES: tuple[float, ...] = (0.7, 1.0, 1.6, 3.5, 5.0, 10.0)
 FEATURE_KINDS: tuple[str, ...] = ("gaussian", "gradient", "log", "hessian", "structure", "dog")
-_TEXTURE_MODES = ("auto", "luminance", "pca", "all")
+_TEXTURE_MODES = ("auto", "luminance", "pca", "first", "all")
 _DOG_RATIO = 0.66
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -81,8 +81,10 @@ def _texture_weights(img: np.ndarray, texture: str) -> np.ndarray | None:
     c = img.shape[2]
     if texture == "all":
         return None
-    if c == 1:
-        return np.ones((1, 1), dtype=np.float32)
+    if c == 1 or texture == "first":
+        w = np.zeros((c, 1), dtype=np.float32)
+        w[0] = 1.0
+        return w
     if texture in ("auto", "luminance") and c == 3:
         return _LUMA[:, None].copy()
     if texture == "luminance":
@@ -133,16 +135,14 @@ def feature_names(
     names = []
     for s in scales:
         tag = f"s{s:g}"
-        for kind in FEATURE_KINDS:
-            if kind not in features:
-                continue
-            if kind == "gaussian":
-                names += [f"gaussian_{tag}_c{c}" for c in range(n_channels)]
-                continue
-            subs = {"hessian": ("max", "min"), "structure": ("max", "min")}.get(kind, ("",))
-            for t in range(n_tex):
-                suffix = f"_t{t}" if n_tex > 1 else ""
-                names += [f"{kind}_{sub + '_' if sub else ''}{tag}{suffix}" for sub in subs]
+        if "gaussian" in features:
+            names += [f"gaussian_{tag}_c{c}" for c in range(n_channels)]
+        for t in range(n_tex):
+            suffix = f"_t{t}" if n_tex > 1 else ""
+            for kind in FEATURE_KINDS[1:]:
+                if kind in features:
+                    subs = ("max_", "min_") if kind in ("hessian", "structure") else ("",)
+                    names += [f"{kind}_{sub}{tag}{suffix}" for sub in subs]
     return names
 
 
@@ -161,41 +161,56 @@ def _eig2(a, b, c):
 
 
 def _bank(img, tex, scales, features, truncate, out):
-    """Fill ``out`` (M, N, F) with the bank of ``img`` (M, N, C) and texture channels ``tex``."""
-    g = lambda x, s, order=0: ndi.gaussian_filter(x, s, order=order, truncate=truncate)  # noqa: E731
+    """Fill ``out`` (M, N, F) with the bank of ``img`` (M, N, C) and texture channels ``tex``.
+
+    The separable passes are shared: one pass along the columns (Gaussian order 0, 1 or 2)
+    serves every derivative with that column order.
+    """
     k = 0
+
+    def g1(x, s, axis, order):
+        return ndi.gaussian_filter1d(x, s, axis=axis, order=order, truncate=truncate)
+
     for s in scales:
-        for kind in FEATURE_KINDS:
-            if kind not in features:
-                continue
-            if kind == "gaussian":
-                for ch in range(img.shape[2]):
-                    out[:, :, k] = g(img[:, :, ch], s)
-                    k += 1
-                continue
-            for t in range(tex.shape[2]):
-                x = tex[:, :, t]
-                if kind == "gradient" or kind == "structure":
-                    gr = g(x, s, (1, 0))
-                    gc = g(x, s, (0, 1))
-                    if kind == "gradient":
-                        out[:, :, k] = np.sqrt(gr * gr + gc * gc)
-                        k += 1
-                    else:
-                        outer = 0.5 * s
-                        lam = _eig2(g(gr * gr, outer), g(gr * gc, outer), g(gc * gc, outer))
-                        out[:, :, k], out[:, :, k + 1] = lam
-                        k += 2
-                elif kind == "log":
-                    out[:, :, k] = g(x, s, (2, 0)) + g(x, s, (0, 2))
-                    k += 1
-                elif kind == "hessian":
-                    lam = _eig2(g(x, s, (2, 0)), g(x, s, (1, 1)), g(x, s, (0, 2)))
-                    out[:, :, k], out[:, :, k + 1] = lam
-                    k += 2
-                else:  # dog
-                    out[:, :, k] = g(x, s) - g(x, _DOG_RATIO * s)
-                    k += 1
+        if "gaussian" in features:
+            for ch in range(img.shape[2]):
+                out[:, :, k] = ndi.gaussian_filter(img[:, :, ch], s, truncate=truncate)
+                k += 1
+        for t in range(tex.shape[2]):
+            x = tex[:, :, t]
+            cols = {}  # column order -> column pass
+
+            def d(order_r, order_c):
+                if order_c not in cols:
+                    cols[order_c] = g1(x, s, 1, order_c)
+                return g1(cols[order_c], s, 0, order_r)
+
+            grad = None
+            if "gradient" in features or "structure" in features:
+                grad = d(1, 0), d(0, 1)
+            hess = None
+            if "log" in features or "hessian" in features:
+                hess = d(2, 0), d(1, 1), d(0, 2)
+            if "gradient" in features:
+                out[:, :, k] = np.sqrt(grad[0] * grad[0] + grad[1] * grad[1])
+                k += 1
+            if "log" in features:
+                out[:, :, k] = hess[0] + hess[2]
+                k += 1
+            if "hessian" in features:
+                out[:, :, k], out[:, :, k + 1] = _eig2(*hess)
+                k += 2
+            if "structure" in features:
+                gr, gc = grad
+                outer = 0.5 * s
+                out[:, :, k], out[:, :, k + 1] = _eig2(
+                    ndi.gaussian_filter(gr * gr, outer, truncate=truncate),
+                    ndi.gaussian_filter(gr * gc, outer, truncate=truncate),
+                    ndi.gaussian_filter(gc * gc, outer, truncate=truncate))
+                k += 2
+            if "dog" in features:
+                out[:, :, k] = d(0, 0) - ndi.gaussian_filter(x, _DOG_RATIO * s, truncate=truncate)
+                k += 1
     return out
 
 
@@ -242,10 +257,11 @@ def filter_bank(
     features : sequence of str
         Feature kinds to compute, a subset of :data:`FEATURE_KINDS` (the output keeps the
         order of :data:`FEATURE_KINDS`, whatever order is given).
-    texture : {"auto", "luminance", "pca", "all"}
+    texture : {"auto", "luminance", "pca", "first", "all"}
         Channel(s) the texture filters see: "auto" is luminance for RGB and the first
         principal component for other multichannel images; "luminance" the (RGB-weighted or
-        plain) mean; "pca" the first principal component; "all" every channel.
+        plain) mean; "pca" the first principal component; "first" the first channel (for
+        example L of a CIELAB image); "all" every channel.
     truncate : float
         Gaussian kernels are cut at this many standard deviations.
     normalize : bool
