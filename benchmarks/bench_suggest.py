@@ -59,11 +59,11 @@ def _read(path: Path) -> np.ndarray:
         return np.asarray(im)
 
 
-def list_images(name: str, every: int) -> list[tuple[Path, Path]]:
-    """(image, mask) pairs of one set, every ``every``-th in sorted order."""
+def list_images(name: str, every: int, start: int = 0) -> list[tuple[Path, Path]]:
+    """(image, mask) pairs of one set, every ``every``-th in sorted order from ``start``."""
     masks = {p.stem: p for p in (DATA / name / "masks").iterdir()}
     pairs = [(p, masks[p.stem]) for p in sorted((DATA / name / "images").iterdir()) if p.stem in masks]
-    return pairs[::every]
+    return pairs[start::every]
 
 
 def run_image(task: dict) -> dict:
@@ -165,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", nargs="+", default=list(SETS))
     parser.add_argument("--every", type=int, default=3, help="use every k-th image of a set")
+    parser.add_argument("--start", type=int, default=0,
+                        help="first image index (--every 2 --start 0 / 1: two disjoint halves)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budgets", type=int, nargs="+", default=[10, 25, 50])
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
@@ -187,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tasks = []
     for name in args.sets:
-        for i, (img, msk) in enumerate(list_images(name, args.every)):
+        for i, (img, msk) in enumerate(list_images(name, args.every, args.start)):
             for seed in range(args.seeds):
                 tasks.append({"set": name, "index": i, "image": str(img), "mask": str(msk),
                               "seed": seed, "budgets": args.budgets, "batches": args.batches, "strategies": args.strategies,
@@ -212,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                         for s in range(args.seeds) if (name, strategy, b, s) in acc]
                 if vals:
                     table[(name, strategy, b)] = (float(np.mean(vals)), float(np.std(vals)))
-    n_images = {name: len(list_images(name, args.every)) for name in args.sets}
+    n_images = {name: len(list_images(name, args.every, args.start)) for name in args.sets}
     md = _markdown(args, table, lat_s, lat_n, n_images, wall)
     sys.stdout.write(md)
     if not args.no_write:
