@@ -24,7 +24,6 @@ from ._common import (
     resume_record,
     run_tasks,
 )
-
 from ._validate import simulate_ignore_index, validate_simulate
 from .score import IGNORE_HELP, ignore_index_arg
 
@@ -77,7 +76,8 @@ def _pair_masks(images: list[Path], gt_dir: Path) -> dict[Path, Path | None]:
     from ..io import list_images
 
     if not gt_dir.is_dir():
-        raise CliError(f"{gt_dir}: no such ground-truth folder")
+        raise CliError(f"{gt_dir}: no such ground-truth folder" if not gt_dir.exists() else
+                       f"{gt_dir}: not a folder; --ground-truth takes the folder of the masks")
     masks: dict[str, Path] = {}
     for m in list_images(gt_dir):
         masks.setdefault(m.stem, m)
@@ -170,7 +170,8 @@ def run(args) -> int:
         raise CliError(f"--stroke-radius must be positive, got {args.stroke_radius}")
     seeds = list(dict.fromkeys(args.seeds))
     if not args.images.is_dir():
-        raise CliError(f"{args.images}: no such image folder")
+        raise CliError(f"{args.images}: no such image folder" if not args.images.exists() else
+                       f"{args.images}: not a folder; --images takes the folder of the images")
     images = collect_images(args.images)
     pairs = _pair_masks(images, args.ground_truth)
     validate_simulate(args, images, [m for m in pairs.values() if m])
