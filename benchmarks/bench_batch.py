@@ -22,7 +22,6 @@ Writes ``benchmarks/results/batch.md``, ``batch.json`` and ``batch.png``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -48,8 +47,13 @@ def build_set(folder: Path, n: int) -> tuple[Path, Path]:
     from PIL import Image
 
     from napari_sseg.core.sampling import sample_points
-    from napari_sseg.io import read_image, read_label_image, write_label_image, write_points_csv
-    from napari_sseg.io import write_rgb
+    from napari_sseg.io import (
+        read_image,
+        read_label_image,
+        write_label_image,
+        write_points_csv,
+        write_rgb,
+    )
 
     rng = np.random.default_rng(0)
     images = folder / "images"
@@ -65,8 +69,8 @@ def build_set(folder: Path, n: int) -> tuple[Path, Path]:
             gt = read_label_image(DATA / name / "masks" / f"{path.stem}.png")
             mp = rng.uniform(0.3, 1.0) * 1e6
             aspect = img.shape[1] / img.shape[0]
-            h = int(round(np.sqrt(mp / aspect)))
-            w = int(round(h * aspect))
+            h = round(np.sqrt(mp / aspect))
+            w = round(h * aspect)
             if h > img.shape[0] or w > img.shape[1]:  # enlarge (EM slices are 0.26 MP)
                 s = max(h / img.shape[0], w / img.shape[1])
                 size = (int(np.ceil(img.shape[1] * s)), int(np.ceil(img.shape[0] * s)))
@@ -93,46 +97,24 @@ def outputs(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.glob("*.png"))}
 
 
-def run_cli(images: Path, csv: Path, out: Path, *extra: str) -> float:
+def _children_cpu() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run_cli(images: Path, csv: Path, out: Path, *extra: str, cpu: list | None = None) -> float:
+    """Wall seconds of the whole command; appends its CPU seconds (with its workers) to cpu."""
     shutil.rmtree(out, ignore_errors=True)
+    c0 = _children_cpu()
     t0 = time.perf_counter()
     subprocess.run([*CLI, "expand", str(images), "--points", str(csv), "--out", str(out), "-q",
                     *extra], check=True)
-    return time.perf_counter() - t0
-
-
-@contextlib.contextmanager
-def scheduler_and_two_workers(tmp: Path):
-    """A ``dask scheduler`` and two ``dask worker`` processes (one thread each) on loopback."""
-    sfile = tmp / "scheduler.json"
-    log = open(tmp / "dask.log", "w")
-    procs = []
-
-    def start(*args):
-        procs.append(subprocess.Popen([sys.executable, "-m", *map(str, args)], stdout=log,
-                                      stderr=subprocess.STDOUT, cwd=tmp, start_new_session=True))
-
-    try:
-        start("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-              "--no-dashboard", "--scheduler-file", sfile)
-        while not sfile.exists():
-            time.sleep(0.1)
-        address = json.loads(sfile.read_text())["address"]
-        for _ in range(2):
-            start("distributed.cli.dask_worker", address, "--nthreads", "1", "--host",
-                  "127.0.0.1", "--no-dashboard", "--local-directory", tmp)
-        from distributed import Client
-
-        with Client(address, timeout=60) as c:
-            c.wait_for_workers(2, timeout=120)
-        yield address
-    finally:
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            p.wait(timeout=30)
-        log.close()
+    wall = time.perf_counter() - t0
+    if cpu is not None:
+        cpu.append(_children_cpu() - c0)
+    return wall
 
 
 def kill_and_resume(images: Path, csv: Path, out: Path, n: int) -> dict:
@@ -178,6 +160,7 @@ def main(argv=None) -> int:
         settings = [1, *args.workers]
         times: dict[int, list[float]] = {w: [] for w in settings}
         loads: dict[int, list[float]] = {w: [] for w in settings}
+        cpus: dict[int, list[float]] = {w: [] for w in settings}
         reference = None
         identical = {}
         for rep in range(args.repeats):
@@ -185,7 +168,7 @@ def main(argv=None) -> int:
             for w in order:
                 out = tmp / f"out_w{w}"
                 before = os.getloadavg()[0]
-                times[w].append(run_cli(images, csv, out, "--workers", str(w)))
+                times[w].append(run_cli(images, csv, out, "--workers", str(w), cpu=cpus[w]))
                 loads[w].append((before + os.getloadavg()[0]) / 2)
                 got = outputs(out)
                 if w == 1 and reference is None:
@@ -197,7 +180,9 @@ def main(argv=None) -> int:
                       file=sys.stderr)
         extra = {}
         if args.scheduler_check:
-            with scheduler_and_two_workers(tmp) as address:
+            from napari_sseg.batch import loopback_cluster
+
+            with loopback_cluster(tmp / "dask", workers=2) as address:
                 t = run_cli(images, csv, tmp / "out_sched", "--scheduler", address)
             identical["--scheduler (2 workers)"] = outputs(tmp / "out_sched") == reference
             extra["scheduler_s"] = t
@@ -213,6 +198,7 @@ def main(argv=None) -> int:
             rows.append({"workers": w, "runs_s": [round(t, 1) for t in times[w]],
                          "median_s": round(med, 1), "images_per_min": round(60 * n / med, 1),
                          "speedup": round(serial / med, 2),
+                         "cpu_s": round(statistics.median(cpus[w]), 1),
                          "load": round(statistics.mean(loads[w]), 1)})
         result = {"images": n, "megapixels": [round(min(mps), 2), round(max(mps), 2)],
                   "cpus": os.cpu_count(), "machine": platform.platform(), "rows": rows,
@@ -222,30 +208,34 @@ def main(argv=None) -> int:
         lines = [
             f"# `napari-sseg expand` on {n} images: serial against local Dask workers",
             "",
-            f"{n} images of {min(mps):.2f}-{max(mps):.2f} MP (aerial, coral, EM from "
-            f"`../shared/data`, seeded crops), 25 random points each, weight-free superpixel "
-            f"backend. Wall time of the whole command in a fresh process (start-up, cluster "
-            f"start, all images, shutdown); runs interleaved; {os.cpu_count()} CPUs "
-            f"({platform.machine()}), load average (1 min) during the runs as given.",
+            (f"{n} images of {min(mps):.2f}-{max(mps):.2f} MP (aerial, coral, EM from "
+             f"`../shared/data`, seeded crops), 25 random points each, weight-free superpixel "
+             f"backend. Wall time of the whole command in a fresh process (start-up, cluster "
+             f"start, all images, shutdown); runs interleaved; {os.cpu_count()} CPUs "
+             f"({platform.machine()}), load average (1 min) during the runs as given (other "
+             f"work on the machine competes for the cores when it exceeds the cores). CPU: "
+             f"user + system seconds of the command and its worker processes (median)."),
             "",
-            "| workers | runs (s) | median (s) | images / min | speed-up vs serial | load |",
-            "|---|---|---|---|---|---|",
+            ("| workers | runs (s) | median (s) | images / min | speed-up vs serial | CPU (s) | "
+             "load |"),
+            "|---|---|---|---|---|---|---|",
         ]
         for r in rows:
             name = "1 (serial, no Dask)" if r["workers"] == 1 else str(r["workers"])
             lines.append(f"| {name} | {', '.join(map(str, r['runs_s']))} | {r['median_s']} | "
-                         f"{r['images_per_min']} | {r['speedup']}x | {r['load']} |")
-        lines += ["", "Byte-identical label masks and overlays (all images) against the serial "
-                      "run:", ""]
+                         f"{r['images_per_min']} | {r['speedup']}x | {r['cpu_s']} | "
+                         f"{r['load']} |")
+        lines += ["", ("Byte-identical label masks and overlays (all images) against the "
+                       "serial run:"), ""]
         lines += [f"- {k}: {'yes' if v else 'NO'}" for k, v in identical.items()]
         if "kill" in extra:
             k = extra["kill"]
-            lines += [f"- kill -9 after {k['done_before_kill']} recorded images (exit "
-                      f"{k['killed_rc']}), stray temp files after the kill "
-                      f"{k['stray_tmp_after_kill'] or 'none'}, after --resume "
-                      f"{k['stray_tmp_after_resume'] or 'none'}; finished images untouched "
-                      f"(inode, mtime): {'yes' if k['finished_untouched'] else 'NO'}; resume "
-                      f"{k['resume_s']:.1f} s"]
+            lines.append(f"- kill -9 after {k['done_before_kill']} recorded images (exit "
+                         f"{k['killed_rc']}), stray temp files after the kill "
+                         f"{k['stray_tmp_after_kill'] or 'none'}, after --resume "
+                         f"{k['stray_tmp_after_resume'] or 'none'}; finished images untouched "
+                         f"(inode, mtime): {'yes' if k['finished_untouched'] else 'NO'}; "
+                         f"resume {k['resume_s']:.1f} s")
         (RESULTS / f"batch{tag}.md").write_text("\n".join(lines) + "\n")
         import matplotlib
 

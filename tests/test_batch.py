@@ -16,7 +16,6 @@ import pytest
 from napari_sseg.batch import BatchError, Task, file_digest, load_record, run_batch, task_digest
 from napari_sseg.core.sampling import sample_points
 from napari_sseg.io import read_image, read_label_image, write_label_image, write_rgb
-from napari_sseg.io.atomic import stray_temp_files
 from napari_sseg.tasks import points_to_inputs
 
 STEMS = ("tile1_image_part_001", "tile1_image_part_002", "tile1_image_part_003",
@@ -109,7 +108,7 @@ def test_serial_record_outputs_and_resume(crops, tmp_path):
     (out / f"{STEMS[1]}_overlay.png").unlink()
     damaged = out / f"{STEMS[2]}.png"
     damaged.write_bytes(damaged.read_bytes()[:-1] + b"\0")
-    path3, pts3 = crops[STEMS[3]]
+    _, pts3 = crops[STEMS[3]]
     moved = pts3.subset(np.arange(len(pts3) - 1))
     seen.clear()
     rec2 = run_batch(_tasks(crops, **{STEMS[3]: {"points": points_to_inputs(moved)}}), out,
@@ -220,7 +219,7 @@ def test_local_cluster_outputs_identical_and_dead_worker_recorded(crops, tmp_pat
 
 def test_local_cluster_task_over_memory_limit_fails_alone(crops, tmp_path):
     tasks = _tasks(crops)[:2]
-    tasks.insert(1, Task("greedy", f"{__name__}:grow_memory", {"steps": 60, "chunk_mb": 50}))
+    tasks.insert(1, Task("greedy", f"{__name__}:grow_memory", {"steps": 150, "chunk_mb": 20}))
     rec = run_batch(tasks, tmp_path / "out", workers=2, memory_limit="600MB")
     by_key = {e["key"]: e for e in rec["images"]}
     assert by_key["greedy"]["status"] == "failed"

@@ -3,7 +3,6 @@ started separately on loopback, a run killed with SIGKILL and resumed."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -16,8 +15,13 @@ import pytest
 
 from napari_sseg.cli import main
 from napari_sseg.core.sampling import sample_points
-from napari_sseg.io import read_image, read_label_image, write_label_image, write_points_csv, \
-    write_rgb
+from napari_sseg.io import (
+    read_image,
+    read_label_image,
+    write_label_image,
+    write_points_csv,
+    write_rgb,
+)
 
 STEMS = [f"tile1_image_part_00{i}" for i in range(1, 7)]
 CROP = (slice(0, 150), slice(0, 180))
@@ -64,42 +68,10 @@ def _expand(data, out, *extra) -> int:
 def scheduler(tmp_path_factory):
     """A Dask scheduler and two single-threaded workers, each its own process, on loopback."""
     pytest.importorskip("distributed")
-    from distributed import Client
+    from napari_sseg.batch import loopback_cluster
 
-    d = tmp_path_factory.mktemp("dask")
-    sfile = d / "scheduler.json"
-    logf = open(d / "log.txt", "w")
-    procs = []
-
-    def start(*args):
-        procs.append(subprocess.Popen([sys.executable, "-m", *map(str, args)], stdout=logf,
-                                      stderr=subprocess.STDOUT, cwd=d, start_new_session=True))
-
-    try:
-        start("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-              "--no-dashboard", "--scheduler-file", sfile)
-        deadline = time.monotonic() + 90
-        while not sfile.exists():
-            assert time.monotonic() < deadline, (d / "log.txt").read_text()
-            time.sleep(0.1)
-        address = json.loads(sfile.read_text())["address"]
-        for _ in range(2):
-            start("distributed.cli.dask_worker", address, "--nthreads", "1", "--nworkers", "1",
-                  "--host", "127.0.0.1", "--no-dashboard", "--local-directory", d)
-        with Client(address, timeout=60) as client:
-            client.wait_for_workers(2, timeout=90)
+    with loopback_cluster(tmp_path_factory.mktemp("dask"), workers=2) as address:
         yield address
-    finally:
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(timeout=10)
-        logf.close()
 
 
 def test_expand_on_two_local_workers_and_on_a_scheduler_is_byte_identical(
@@ -168,6 +140,35 @@ def test_kill_9_mid_run_then_resume(data, reference, tmp_path, capsys):
     assert run["state"] == "finished" and run["resumed"]
     assert sorted(e["key"] for e in run["images"] if e.get("resumed")) == sorted(finished)
     assert stray.name in run["stray_files_removed"]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_records_the_interruption_then_resume_finishes(data, reference, tmp_path,
+                                                              workers):
+    root, _ = data
+    out = tmp_path / "out"
+    code = "import sys; from napari_sseg.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", code, "expand", str(root / "images"),
+                             "--points", str(root / "points.csv"), "--out", str(out), "-q",
+                             "--workers", workers], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    try:
+        while not list(out.glob("*_overlay.png")):
+            assert proc.poll() is None, "the run ended before it could be interrupted"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    run = json.loads((out / "run.json").read_text())
+    assert run["state"] == "interrupted"
+    assert run["summary"]["ok"] < 6 and run["summary"].get("pending", 0) > 0
+    assert _expand(data, out, "--resume", "--workers", workers) == 0
+    assert _pngs(out) == _pngs(reference)
+    assert json.loads((out / "run.json").read_text())["state"] == "finished"
 
 
 def expected_names() -> list[str]:

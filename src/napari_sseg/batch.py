@@ -19,7 +19,9 @@ client's state)::
         write_label_image(out_dir / inputs["out"], labels)   # atomic writes into out_dir
         return {"method": "superpixel"}               # extra fields for its entry in run.json
 
-``inputs`` is a JSON-able dict (paths as strings, settings). The function writes its outputs
+``inputs`` is a JSON-able dict (paths as strings, settings; a relative path is relative to
+the client's working folder, which a worker enters for the task when it exists on the worker's
+machine; give absolute paths on a shared file system). The function writes its outputs
 (the relative names declared in :attr:`Task.outputs`, or more that it lists in an ``"outputs"``
 field of its return value) with the atomic writers of :mod:`napari_sseg.io` into ``out_dir``,
 and raises an exception with a clear message (naming the file and what is wrong) on failure.
@@ -27,6 +29,10 @@ Input keys that start with ``_`` reach the function but are left out of the task
 example the line numbers of the points, used only in error messages). Functions that take long
 may accept a third argument, ``report``: a callable taking a short status string (``report``
 is only passed when the signature has it).
+
+A task module may list the heavy modules its functions import lazily in ``WORKER_IMPORTS``
+(module names, never torch or Qt): a local cluster that forks its workers imports them first,
+so that the workers inherit them.
 
 Describe each image as a :class:`Task`::
 
@@ -103,6 +109,7 @@ __all__ = [
     "execute_task",
     "file_digest",
     "load_record",
+    "loopback_cluster",
     "resumable",
     "run_batch",
     "task_digest",
@@ -373,13 +380,15 @@ def execute_task(
     marker: str | None = None,
     threads: int | None = 1,
     report: Callable[[str], None] | None = None,
+    cwd: str | None = None,
 ) -> dict:
     """Run one task function where this is called (this process or a Dask worker).
 
     Never raises for a failing task: returns ``{"status": "failed", "error", "traceback"}``.
     When the output folder is not visible here (``marker`` not found), the function writes
     into a temporary folder and the files' bytes come back under ``"files"`` for the client
-    to write.
+    to write. ``cwd`` (the client's working folder) is entered for the task when it exists
+    here, so that relative paths in the inputs mean what they meant to the client.
 
     Returns
     -------
@@ -396,6 +405,10 @@ def execute_task(
     tmp = None
     res: dict[str, Any] = {"worker": f"{socket.gethostname()}:{os.getpid()}",
                            "written_by": "worker" if shared else "client"}
+    old_cwd = None
+    if cwd and os.path.isdir(cwd) and os.getcwd() != cwd:  # one task at a time per worker
+        old_cwd = os.getcwd()
+        os.chdir(cwd)
     try:
         fn = _resolve(func)
         if not shared:
@@ -424,12 +437,14 @@ def execute_task(
         res.update(status="ok", outputs=outs, result=_jsonable(result))
         if files:
             res["files"] = files
-    except Exception as exc:  # one bad task never stops the batch
+    except Exception as exc:  # noqa: BLE001 - one bad task never stops the batch
         res.update(status="failed", error=str(exc) or type(exc).__name__,
                    traceback="".join(traceback.format_exception(exc))[-4000:])
     finally:
         if tmp is not None:
             tmp.cleanup()
+        if old_cwd is not None:
+            os.chdir(old_cwd)
     hwm, ru = _peak_mb()
     res["seconds"] = round(time.perf_counter() - t0, 4)
     res["cpu_seconds"] = round(time.process_time() - c0, 4)
@@ -551,7 +566,7 @@ def run_batch(
     from . import __version__
     from .io.atomic import remove_outputs, remove_stray_temp_files
 
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).absolute()  # workers elsewhere need no relative path
     out_dir.mkdir(parents=True, exist_ok=True)
     rec_path = out_dir / record_name if record_name else None
     writer = _RecordWriter(rec_path) if rec_path else None
@@ -684,6 +699,72 @@ def run_batch(
 # ----------------------------------------------------------------------------- Dask runners
 
 
+@contextlib.contextmanager
+def loopback_cluster(folder: str | os.PathLike, *, workers: int = 2, timeout: float = 120.0):
+    """A ``dask scheduler`` and ``workers`` single-threaded ``dask worker`` processes on
+    127.0.0.1, started as separate processes (as on a real cluster); yields the address.
+
+    For trying ``--scheduler`` on one machine, tests and benchmarks. Their log goes to
+    ``folder/dask.log``; every process is stopped when the block ends.
+    """
+    import signal
+    import subprocess
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    sfile = folder / "scheduler.json"
+    sfile.unlink(missing_ok=True)
+    procs: list[subprocess.Popen] = []
+    with open(folder / "dask.log", "w") as logf:
+
+        def start(*args):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", *map(str, args)], stdout=logf, stderr=subprocess.STDOUT,
+                cwd=folder, start_new_session=True))
+
+        try:
+            start("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+                  "--no-dashboard", "--scheduler-file", sfile)
+            deadline = time.monotonic() + timeout
+            while not sfile.exists():
+                if time.monotonic() > deadline or procs[0].poll() is not None:
+                    raise BatchError(f"the Dask scheduler did not start; see {logf.name}")
+                time.sleep(0.1)
+            address = json.loads(sfile.read_text())["address"]
+            for _ in range(workers):
+                start("distributed.cli.dask_worker", address, "--nthreads", "1", "--host",
+                      "127.0.0.1", "--no-dashboard", "--local-directory", folder)
+            from distributed import Client
+
+            with Client(address, timeout=timeout) as client:
+                client.wait_for_workers(workers, timeout=timeout)
+            yield address
+        finally:
+            for p in procs:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGTERM)
+            for p in procs:
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait(timeout=10)
+
+
+def _preload(funcs: Iterable[str]) -> None:
+    """Import the task modules and their ``WORKER_IMPORTS`` here, before forking workers.
+
+    Forked workers then inherit them instead of each importing them on its first task (about
+    1-2 CPU seconds per worker for the expansion's scipy / scikit-image stack).
+    """
+    for mod_name in sorted({f.partition(":")[0] for f in funcs}):
+        with contextlib.suppress(ImportError):
+            mod = importlib.import_module(mod_name)
+            for name in getattr(mod, "WORKER_IMPORTS", ()):
+                with contextlib.suppress(ImportError):
+                    importlib.import_module(name)
+
+
 def _has_bokeh() -> bool:
     import importlib.util
 
@@ -727,6 +808,8 @@ def _run_dask(tasks, todo, out_dir: Path, finish, engine: dict, *, ready, schedu
             from distributed import LocalCluster
 
             method = start_method or _default_start_method()
+            if method == "fork":
+                _preload(tasks[i].func for i in todo)
             board = dashboard and _has_bokeh()
             cfg = {
                 "distributed.worker.multiprocessing-method": method,
@@ -736,13 +819,23 @@ def _run_dask(tasks, todo, out_dir: Path, finish, engine: dict, *, ready, schedu
                 "distributed.scheduler.worker-saturation": 1.0,
                 # the statistical profiler samples every task's stack: ~15% CPU on these tasks
                 "distributed.worker.profile.enabled": False,
+                # housekeeping timers: by default an idle 2-worker cluster burns 0.12 CPU-s per
+                # second (event-loop ticks every 20 ms, monitors); these make it 0.02
+                "distributed.admin.tick.interval": "1s",
+                "distributed.admin.system-monitor.interval": "2s",
+                "distributed.admin.system-monitor.gil.enabled": False,
+                "distributed.worker.memory.monitor-interval": "250ms",
             }
             stack.enter_context(dask.config.set(cfg))
             try:
                 cluster = LocalCluster(
                     n_workers=workers, threads_per_worker=1, processes=True,
                     dashboard_address=":0", memory_limit=memory_limit,
-                    silence_logs=logging.ERROR, scheduler_port=0,
+                    scheduler_port=0,
+                    # workers losing the scheduler at shutdown log tracebacks; the record says
+                    # what failed (-v shows Dask's warnings)
+                    silence_logs=logging.WARNING if log.isEnabledFor(logging.DEBUG)
+                    else logging.CRITICAL,
                 )
             except (OSError, TimeoutError, RuntimeError, ValueError) as exc:
                 raise BatchError(f"cannot start a local Dask cluster of {workers} worker(s): "
@@ -785,7 +878,7 @@ def _run_dask(tasks, todo, out_dir: Path, finish, engine: dict, *, ready, schedu
         for i in todo:
             t = tasks[i]
             fut = client.submit(execute_task, t.func, t.inputs, str(out_dir), list(t.outputs),
-                                marker=marker, threads=threads, pure=False,
+                                marker=marker, threads=threads, cwd=os.getcwd(), pure=False,
                                 key=f"sseg-task-{i}-{uuid.uuid4().hex[:8]}")
             futures[fut] = i
         writers: set[str] = set()
@@ -821,12 +914,15 @@ def _collect(fut, out_dir: Path) -> dict:
     """The result of a finished future, with failures of the worker itself as failed tasks."""
     try:
         res = fut.result()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a dead worker, a lost cluster: a failed task
         from distributed import KilledWorker
 
         if isinstance(exc, KilledWorker):
             why = (f"its worker process died while running it (out of memory, a crash or a "
                    f"kill; Dask: {exc})")
+        elif isinstance(exc, ImportError):
+            why = (f"{type(exc).__name__} on the worker: {exc} (install napari-sseg in the "
+                   f"workers' Python environment)")
         else:
             why = f"{type(exc).__name__}: {exc}"
         return {"status": "failed", "error": why}

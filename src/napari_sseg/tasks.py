@@ -21,6 +21,10 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+#: imported before a local Dask cluster forks its workers (see :mod:`napari_sseg.batch`)
+WORKER_IMPORTS = ("napari_sseg.core.pipeline", "napari_sseg.io.images", "PIL.Image",
+                  "PIL.PngImagePlugin", "sklearn.ensemble", "scipy.sparse.csgraph")
+
 __all__ = [
     "bounded_points",
     "expand_image",

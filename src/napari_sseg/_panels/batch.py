@@ -48,7 +48,7 @@ def batch_steps(args):
             result["code"] = int(args.func(args))
         except CliError as exc:
             result["error"] = str(exc)
-        except Exception as exc:  # noqa: BLE001 - reported in the widget, not raised in Qt
+        except Exception as exc:
             logger.warning("batch run failed", exc_info=True)
             result["error"] = f"{type(exc).__name__}: {exc}"
         finally:
@@ -66,8 +66,8 @@ def batch_steps(args):
         if item is None:
             break
         done, total, entry = item
-        yield done / max(total, 1), f"{done} of {total} image(s): {entry.get('key')} " \
-                                    f"{entry.get('status')}"
+        yield done / max(total, 1), (f"{done} of {total} image(s): {entry.get('key')} "
+                                     f"{entry.get('status')}")
     thread.join()
     if "code" in result:
         result["record"] = load_record(Path(args.out) / "run.json")

@@ -27,7 +27,6 @@ from ._common import (
     resume_record,
     run_tasks,
 )
-
 from ._validate import validate_expand
 
 log = logging.getLogger("napari_sseg.cli")
