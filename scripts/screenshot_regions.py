@@ -33,7 +33,7 @@ def main() -> int:
     _, widget = viewer.window.add_plugin_dock_widget("napari-sseg", "SSeg")
     app = QApplication.instance()
     app.processEvents()
-    panel = widget.panels["Regions"]
+    panel = widget.show_panel("Regions")
     panel.build_btn.click()
     wait_until(app, lambda: not widget.is_busy())
     panel.slider.setValue(420)

@@ -34,7 +34,7 @@ def main() -> int:
     _, widget = viewer.window.add_plugin_dock_widget("napari-sseg", "SSeg")
     app = QApplication.instance()
     app.processEvents()
-    panel = widget.panels["Survey model"]
+    panel = widget.show_panel("Survey model")
     panel.folder_edit.setText(str(Path(tempfile.mkdtemp(prefix="sseg-shot-")) / "model"))
     panel.minutes_spin.setValue(1)
     panel.train_btn.click()

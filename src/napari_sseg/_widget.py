@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSpinBox,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -436,12 +437,14 @@ class SSegWidget(QWidget):
         lay.addWidget(sugg)
         from ._panels import make_panels
 
+        # the further sections share one tab widget, so the dock stays short on a laptop screen
+        self.panel_tabs = QTabWidget()
         self.panels = {}
         for title, panel in make_panels(self):
-            box = QGroupBox(title)
-            QVBoxLayout(box).addWidget(panel)
-            lay.addWidget(box)
+            self.panel_tabs.addTab(panel, title)
             self.panels[title] = panel
+        if self.panels:
+            lay.addWidget(self.panel_tabs)
         lay.addStretch(1)
 
         self._live_timer = QTimer(self)
@@ -460,6 +463,12 @@ class SSegWidget(QWidget):
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self.viewer.layers.events.changed.connect(self._refresh_layers)
         self._refresh_layers()
+
+    def show_panel(self, title: str):
+        """Bring the section ``title`` (a key of :attr:`panels`) to the front; returns it."""
+        panel = self.panels[title]
+        self.panel_tabs.setCurrentWidget(panel)
+        return panel
 
     # ---------------------------------------------------------------- layer bookkeeping
     def _refresh_layers(self, event=None) -> None:
