@@ -200,6 +200,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--every", type=int, nargs="+", default=[2, 5, 10])
     ap.add_argument("--no-speed", action="store_true")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse the rows and speeds saved in results/volume_rows.json by an "
+                         "earlier (possibly interrupted) run instead of recomputing them")
     ap.add_argument("--sam2", action="store_true",
                     help="only the random-weight SAM2 video path (volume_sam2.md)")
     args = ap.parse_args()
@@ -208,10 +211,17 @@ def main() -> None:
     if args.sam2:
         sam2_table()
         return
+    saved_path = RESULTS / "volume_rows.json"
+    saved = json.loads(saved_path.read_text()) if args.reuse and saved_path.is_file() else {}
+    saved.setdefault("rows", {})
+    saved.setdefault("speed", {})
     rows = []
     for split in ("dev", "report"):
         for every in args.every:
-            r = quality(split, every, args.seeds, dense=(every == 5))
+            key = f"{split}/{every}/{','.join(map(str, args.seeds))}"
+            r = saved["rows"].get(key) or quality(split, every, args.seeds, dense=(every == 5))
+            saved["rows"][key] = r
+            saved_path.write_text(json.dumps(saved, indent=1))
             rows.append((split, every, r))
             print(split, every, {k: round(v, 1) for k, v in r.items()}, flush=True)
     lines = [
@@ -257,7 +267,9 @@ def main() -> None:
                   "| stack (planes x rows x cols) | Mvoxel | wall s | CPU s | CPU s / Mvoxel | "
                   "peak MB | peak MB / Mvoxel |", "|---|---:|---:|---:|---:|---:|---:|"]
         for planes, size in ((200, 512), (50, 2048)):
-            s = speed(planes, size)
+            s = saved["speed"].get(f"{planes}x{size}") or speed(planes, size)
+            saved["speed"][f"{planes}x{size}"] = s
+            saved_path.write_text(json.dumps(saved, indent=1))
             print(planes, size, s, flush=True)
             lines.append(f"| {planes} x {size} x {size} | {s['mvox']:.1f} | {s['wall']:.0f} | "
                          f"{s['cpu']:.0f} | {s['cpu'] / s['mvox']:.2f} | {s['peak_mb']:.0f} | "

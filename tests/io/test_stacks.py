@@ -166,7 +166,7 @@ def test_cli_simulate_stacks_scores_planes_with_and_without_points(tmp_path):
 
     rng = np.random.default_rng(0)
     cc = np.arange(40)[None, :]
-    gt = np.stack([np.broadcast_to(np.where(cc < 15 + 3 * z, 1, 2), (40, 40))
+    gt = np.stack([np.broadcast_to(np.where(cc < 18 + z, 1, 2), (40, 40))
                    for z in range(4)]).astype(np.uint8)
     vol = np.clip(np.where(gt == 1, 190, 50) + rng.normal(0, 8, gt.shape), 0, 255)
     (tmp_path / "im").mkdir()

@@ -77,7 +77,8 @@ class VolumeOptions:
     match_planes : bool
         Give every plane the mean and spread of the whole volume, channel by channel, before
         the features (evens out brightness that drifts from plane to plane; turn it off where
-        the brightness of a plane is itself the signal).
+        the brightness of a plane is itself the signal, or where the share of the classes
+        changes much from plane to plane, which shifts a plane's mean as well).
     """
 
     expand: ExpandOptions = field(default_factory=ExpandOptions)
