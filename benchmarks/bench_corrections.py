@@ -193,8 +193,12 @@ def main(argv=None) -> None:
     p.add_argument("--limit", type=int, default=0, help="most images per set (0: the whole split)")
     p.add_argument("--split", choices=("report", "all"), default="report")
     p.add_argument("--timing-repeats", type=int, default=1)
+    p.add_argument("--merge", action="store_true",
+                   help="keep the other sets of an earlier corrections.json (same settings)")
     args = p.parse_args(argv)
     results = {}
+    if args.merge and (RESULTS / "corrections.json").is_file():
+        results = json.loads((RESULTS / "corrections.json").read_text())
     for name in args.sets:
         results[name] = run_set(name, args)
         write_report(results, args)
