@@ -235,7 +235,8 @@ def write_report(raw):
              "Default forest; 25 random points per image; each training arm had the same "
              "CPU-time budget (its process's CPU time, all threads; it includes expanding "
              "the points for the pseudo-label arm) on a 2-core machine shared with many other "
-             "jobs (load average about 20), so wall times are meaningless here.", "",
+             "jobs (load average 20 to 32), so wall times are meaningless here. Where a set was "
+             "evaluated on a subset of its test images, the list below says which.", "",
              "| set | budget (min) | mask | expanded | points | expanded / mask | "
              "expand (25 pts) | predict (expanded) | expand --model |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -257,7 +258,7 @@ def write_report(raw):
             lines.append(f"| {set_name} | {arm} | {r.get('cpu_seconds', 0):.0f} | {peak} | "
                          f"{r['trees']} | {r['images_used']} | {r['pixels']} | "
                          f"{'-' if v is None else round(100 * v, 1)} |")
-    lines += ["", "Test images and seconds per test image:", ""]
+    lines += ["", "Test images and wall seconds per test image (under that load):", ""]
     for set_name, e in raw.items():
         t = e.get("test", {})
         lines.append(f"- {set_name}: {', '.join(t.get('images', []))}; "
