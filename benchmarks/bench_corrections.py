@@ -130,15 +130,14 @@ def write_report(results: dict, args) -> None:
     lines = [
         "# Corrections: refined (re-expanded) against manual (painted only)",
         "",
-        f"{args.points} random points per image, then {rounds} rounds; each round the oracle "
-        f"paints a disc of radius {args.radius} px with the true class at the innermost pixel "
-        "of the largest wrong region of each arm's own mask. mIoU (%) from one confusion matrix "
-        "per set, arm and round. Written by `benchmarks/bench_corrections.py` "
-        f"(split `{args.split}`, seed {args.seed}).",
+        (f"{args.points} random points per image, then {rounds} rounds; each round the oracle "
+         f"paints a disc of radius {args.radius} px with the true class at the innermost pixel "
+         "of the largest wrong region of each arm's own mask. mIoU (%) from one confusion "
+         "matrix per set, arm and round. Written by `benchmarks/bench_corrections.py` "
+         f"(split `{args.split}`, seed {args.seed})."),
         "",
-        "| set | images | round 0 | manual r" + str(rounds) + " | refined r" + str(rounds)
-        + " | refined - manual | painted pixels kept (min) | CPU s plain / with corrections "
-        "(ratio) |",
+        (f"| set | images | round 0 | manual r{rounds} | refined r{rounds} | refined - manual | "
+         "painted pixels kept (min) | CPU s plain / with corrections (ratio) |"),
         "|---|---|---|---|---|---|---|---|",
     ]
     gains = []
@@ -151,8 +150,8 @@ def write_report(results: dict, args) -> None:
             f"{100 * r['manual'][-1]:.1f} | {100 * r['refined'][-1]:.1f} | {gain:+.1f} | "
             f"{100 * r['kept_min']:.0f} % | {r['plain_cpu_s']:.1f} / "
             f"{r['corrections_cpu_s']:.1f} ({ratio:.2f}x) |")
-    lines += ["", f"Mean over sets of refined - manual after {rounds} rounds: "
-              f"**{np.mean(gains):+.1f} mIoU**.", "", "## Per round (mIoU %, manual / refined)",
+    lines += ["", (f"Mean over sets of refined - manual after {rounds} rounds: "
+                   f"**{np.mean(gains):+.1f} mIoU**."), "", "## Per round (mIoU %, manual / refined)",
               "", "| round | " + " | ".join(results) + " |",
               "|---|" + "---|" * len(results)]
     for k in range(rounds + 1):

@@ -95,7 +95,7 @@ def test_correction_far_from_points_flips_whole_similar_regions():
 
 
 def test_painted_pixels_win_over_points_and_work_without_points():
-    img, gt, pts = squares_image()
+    img, _, pts = squares_image()
     corr = empty_corrections(img.shape)
     corr[58:63, 98:103] = 2  # over the class-1 point at (60, 100)
     out = expand(img, pts, corrections=corr).labels

@@ -21,16 +21,16 @@ import numpy as np
 
 __all__ = [
     "DiscCorrection",
-    "corrections_ignore_value",
-    "corrections_dtype",
-    "empty_corrections",
-    "painted_mask",
     "check_corrections",
-    "merge_known",
-    "paint_disc",
+    "corrections_dtype",
+    "corrections_ignore_value",
     "disc_mask",
-    "oracle_disc",
+    "empty_corrections",
     "kept_fraction",
+    "merge_known",
+    "oracle_disc",
+    "paint_disc",
+    "painted_mask",
 ]
 
 
