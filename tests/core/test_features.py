@@ -78,6 +78,11 @@ def test_rgb_texture_uses_luminance_and_pca_for_other_channels():
     multi[:, :, 2] = grey
     c = filter_bank(multi, scales=(1.0,), normalize=False)
     np.testing.assert_allclose(c[:, :, 5:], a[:, :, 1:], atol=1e-5)
+    # texture="first": the first channel alone (e.g. the lightness of CIELAB)
+    lab = np.stack([grey, rng.random((50, 50)), rng.random((50, 50))], -1).astype(np.float32)
+    d = filter_bank(lab, scales=(1.0,), normalize=False, texture="first",
+                    features=("gradient", "log", "hessian", "structure", "dog"))
+    np.testing.assert_allclose(d, a[:, :, 1:], atol=1e-5)
 
 
 @pytest.mark.parametrize("strip_rows", [7, 64])

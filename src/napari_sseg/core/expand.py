@@ -119,6 +119,15 @@ class ExpandOptions:
         Standard deviation of the Gaussian that may smooth the posterior, as a fraction of the
         mean spacing of the seeds (``sqrt(area / number of seeds)``); cross-validation decides
         whether it is applied. 0 disables smoothing.
+    forest_scales : tuple of float
+        Scales (working pixels) of the texture filters of
+        :func:`~napari_sseg.core.features.filter_bank` that the forest expert adds to the
+        appearance features. Empty (or ``forest_trees=0``) disables the forest expert.
+    forest_trees, forest_cv_trees : int
+        Trees of the forest expert (extremely randomised trees, trained on the points' own
+        pixels) in the final fit and in each cross-validation fold.
+    forest_depth : int or None
+        Most depth of its trees.
     """
 
     max_work_pixels: int = 400_000
@@ -137,7 +146,7 @@ class ExpandOptions:
     averaging_min_points: int = 30
     smoothing: float = 0.15
     forest_scales: tuple[float, ...] = (0.7, 1.6, 3.5, 5.0)
-    forest_trees: int = 32
+    forest_trees: int = 16
     forest_cv_trees: int = 8
     forest_depth: int | None = 12
 
