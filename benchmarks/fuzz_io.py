@@ -8,7 +8,7 @@
 
 Writes ``benchmarks/results/fuzz_io.md``. Usage::
 
-    nice -n 5 .venv/bin/python benchmarks/fuzz_io.py --examples 2000 --cli-examples 300
+    nice -n 5 .venv/bin/python benchmarks/fuzz_io.py --examples 500 --cli-examples 200
 """
 
 from __future__ import annotations
@@ -131,8 +131,8 @@ def run_cli(examples: int) -> dict:
 
 def main_() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--examples", type=int, default=2000, help="examples per property")
-    ap.add_argument("--cli-examples", type=int, default=300, help="fuzzed expand runs")
+    ap.add_argument("--examples", type=int, default=500, help="examples per property")
+    ap.add_argument("--cli-examples", type=int, default=200, help="fuzzed expand runs")
     a = ap.parse_args()
     t0 = time.perf_counter()
     rows = run_properties(a.examples)
