@@ -78,3 +78,26 @@ def test_sam2_without_checkpoint_is_a_clear_error(clean_env):
         resolve_backend("sam3")
     with pytest.raises(ValueError, match="device"):
         resolve_backend("auto", device="tpu")
+
+
+def test_an_unreadable_search_folder_is_passed_over(clean_env, monkeypatch):
+    """Run as a user whose HOME belongs to another (a cluster job, sudo -u): the search goes on
+    past a cache folder it may not read instead of failing the auto backend."""
+    from pathlib import Path
+
+    found = _touch(clean_env / "work" / "checkpoints" / MODEL_FILES["tiny"])
+    real_is_file = Path.is_file
+    blocked = user_checkpoint_dir()
+
+    def is_file(self):
+        if blocked in self.parents or self == blocked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_is_file(self)
+
+    monkeypatch.setattr(Path, "is_file", is_file)
+    monkeypatch.setattr("napari_sseg.backends.checkpoint_search_paths",
+                        lambda model: [blocked / MODEL_FILES[model], found])
+    assert find_checkpoint("tiny") == found
+    monkeypatch.setattr("napari_sseg.backends.checkpoint_search_paths",
+                        lambda model: [blocked / MODEL_FILES[model]])
+    assert find_checkpoint("tiny") is None

@@ -16,12 +16,15 @@ Checkpoints are looked up, in this order (:func:`find_checkpoint`):
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sys
 from pathlib import Path
 
 from ..core.proposals import Candidates, MaskCrop, MaskProposer
 from .base import CheckpointError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "BACKENDS",
@@ -139,8 +142,11 @@ def find_checkpoint(
             raise FileNotFoundError(f"SAM2 checkpoint {p} does not exist")
         return p
     for p in checkpoint_search_paths(model):
-        if p.is_file():
-            return p
+        try:
+            if p.is_file():
+                return p
+        except PermissionError:  # a cache folder this user may not read (HOME of another user)
+            log.debug("cannot look for a checkpoint at %s: permission denied", p)
     return None
 
 
