@@ -247,6 +247,8 @@ def main() -> None:
         lines.append(f"| {split} | {every} | {r['points']} | {f(r, '3d_with')} | "
                      f"{f(r, '2d_here')} | {f(r, '3d_without')} | {f(r, '2d_dense')} | "
                      f"{f(r, 'copy')} | {r['s_per_mvox']:.2f} |")
+    if args.reuse and saved.get("note"):
+        lines += ["", f"Reused from `results/volume_rows.json`: {saved['note']}."]
     rep5 = next((r for s, e, r in rows if s == "report" and e == 5), None)
     if rep5 is not None and "2d_dense" in rep5:
         lines += [
