@@ -538,7 +538,7 @@ def run_batch(
         Serve the Dask dashboard on a free port when bokeh is installed.
     start_method : str, optional
         Worker start method of the local cluster: default ``fork`` on Linux when neither torch
-        nor Qt is loaded here (starts in well under a second), else ``spawn``.
+        nor a Qt application is loaded here (starts in well under a second), else ``spawn``.
     timeout : float
         Seconds to wait for a cluster or scheduler to answer.
 
@@ -771,11 +771,19 @@ def _has_bokeh() -> bool:
     return importlib.util.find_spec("bokeh") is not None
 
 
+def _qt_app_running() -> bool:
+    for binding in ("PyQt5", "PyQt6", "PySide2", "PySide6"):
+        core = sys.modules.get(f"{binding}.QtCore")
+        if core is not None and core.QCoreApplication.instance() is not None:
+            return True
+    return False
+
+
 def _default_start_method() -> str:
     """``fork`` on Linux (workers start in well under a second, inheriting the imports) unless
-    this process holds torch (its thread pools, CUDA) or a Qt GUI, which are unsafe to fork."""
-    unsafe = ("torch", "PyQt5", "PyQt6", "PySide2", "PySide6")
-    if sys.platform.startswith("linux") and not any(m in sys.modules for m in unsafe):
+    this process holds torch (its thread pools, CUDA) or a running Qt application (napari),
+    which are unsafe to fork."""
+    if sys.platform.startswith("linux") and "torch" not in sys.modules and not _qt_app_running():
         return "fork"
     return "spawn"
 

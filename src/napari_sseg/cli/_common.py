@@ -106,6 +106,7 @@ def progress_bar(args, total: int, unit: str, desc: str):
 
     from tqdm import tqdm
 
+    tqdm.monitor_interval = 0  # no monitor thread: a local Dask cluster forks this process
     return tqdm(total=total, unit=unit, desc=desc, disable=args.quiet, file=sys.stderr,
                 dynamic_ncols=True, leave=False)
 
