@@ -262,15 +262,8 @@ def expand_job_steps(job: ExpandJob, proposer_factory, cached_proposer):
         n = len(job.volumes)
         for i, vj in enumerate(job.volumes):
             gen = iter_expand_volume(vj.volume, vj.points, spacing=vj.spacing)
-            while True:
-                try:
-                    ev = next(gen)
-                except StopIteration as stop:
-                    results.append((vj.index, stop.value))
-                    break
-                frac = (i + (ev.step / ev.total if ev.total else 0.0)) / n
-                where = f"time {vj.index[0]}: " if vj.index else ""
-                yield frac, where + ev.message
+            where = f"time {vj.index[0]}: " if vj.index else ""
+            results.append((vj.index, (yield from _fractions(gen, i, n, where))))
         return proposer, results
     n = len(job.slices)
     for i, sl in enumerate(job.slices):
@@ -280,16 +273,20 @@ def expand_job_steps(job: ExpandJob, proposer_factory, cached_proposer):
             extra = sl.prior(sl.image, sl.points.classes)
         gen = iter_expand_image(sl.image, sl.points, proposer=proposer,
                                 corrections=sl.corrections, **extra)
-        while True:
-            try:
-                ev = next(gen)
-            except StopIteration as stop:
-                results.append((sl.index, stop.value))
-                break
-            frac = (i + (ev.step / ev.total if ev.total else 0.0)) / n
-            where = f"slice {sl.index}: " if sl.index else ""
-            yield frac, where + ev.message
+        where = f"slice {sl.index}: " if sl.index else ""
+        results.append((sl.index, (yield from _fractions(gen, i, n, where))))
     return proposer, results
+
+
+def _fractions(gen, i: int, n: int, where: str):
+    """Drive the progress generator of job ``i`` of ``n``: yields ``(fraction of all jobs,
+    message)``, returns its result."""
+    while True:
+        try:
+            ev = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield (i + (ev.step / ev.total if ev.total else 0.0)) / n, where + ev.message
 
 
 def suggest_steps(job: ExpandJob, cached, n_points: int, want_map: bool, seed: int):

@@ -19,8 +19,10 @@ from ._common import (
 log = logging.getLogger("napari_sseg.cli")
 
 
-def run_stacks(args, pair_masks) -> int:
-    """Run the stack simulation; ``pair_masks(images, gt_dir)`` pairs images with masks."""
+def run_stacks(args, pair_masks, add_matrix) -> int:
+    """Run the stack simulation; ``pair_masks(images, gt_dir)`` pairs images with masks and
+    ``add_matrix(total, matrix)`` adds confusion matrices of different sizes (both from
+    :mod:`.simulate`)."""
     import numpy as np
 
     from .. import __version__
@@ -64,14 +66,6 @@ def run_stacks(args, pair_masks) -> int:
               "backend": "superpixel volume"}
     run = run_tasks(args, tasks, record=record, unit="stack", desc="simulate stacks")
 
-    def add(total, m):
-        m = np.asarray(m, dtype=np.int64).reshape(len(m), -1)
-        n = max(total.shape[0], m.shape[0])
-        out = np.zeros((n, n), dtype=np.int64)
-        out[:total.shape[0], :total.shape[0]] += total
-        out[:m.shape[0], :m.shape[0]] += m
-        return out
-
     parts = ("with", "without")
     totals = {s: {p: np.zeros((0, 0), np.int64) for p in parts} for s in seeds}
     records = []
@@ -79,7 +73,7 @@ def run_stacks(args, pair_masks) -> int:
         if e["status"] == "ok":
             for s in seeds:
                 for p in parts:
-                    totals[s][p] = add(totals[s][p], e["by_seed"][str(s)][p])
+                    totals[s][p] = add_matrix(totals[s][p], e["by_seed"][str(s)][p])
         records.append({k: v for k, v in e.items() if k not in ("by_seed", "digest")})
     scores = {}
     for p, name in (("with", "planes_with_points"), ("without", "planes_without_points")):

@@ -156,7 +156,7 @@ def run(args) -> int:
     if args.points_per_plane is not None:
         from ._simulate_stacks import run_stacks
 
-        return run_stacks(args, _pair_masks)
+        return run_stacks(args, _pair_masks, _add_matrix)
     if args.points_per_image is None:
         raise CliError("give --points-per-image N (2D images) or --points-per-plane N (stacks)")
     check_batch_args(args)
