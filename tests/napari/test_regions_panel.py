@@ -78,8 +78,12 @@ def test_brush_fills_exactly_the_clicked_regions_and_undoes(panel):
     chosen = np.isin(labels, [labels[r, c] for r, c in pix])
     np.testing.assert_array_equal(out.data == cid, chosen)
     assert (out.data[~chosen] == 255).all()
-    out.undo()  # one fill, one undo step
+    # the fills are corrections: they stick in later expansions
+    corrections = widget.panels["Corrections"].corrections()
+    np.testing.assert_array_equal(corrections == cid, chosen)
+    out.undo()  # one fill, one undo step, and the undone fill is no correction any more
     assert (out.data == 255).all()
+    assert (widget.panels["Corrections"].corrections() == 255).all()
 
 
 def test_brush_drag_through_the_mouse_callback(panel):

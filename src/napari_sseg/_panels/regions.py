@@ -310,6 +310,9 @@ class RegionsPanel(QWidget):
         if layer is not None:  # keep the boundaries on top and the brush active
             self.viewer.layers.move(self.viewer.layers.index(layer), len(self.viewer.layers))
             self.viewer.layers.selection.active = layer
+        corrections = getattr(self.host, "panels", {}).get("Corrections")
+        if corrections is not None:  # it records edits of 'SSeg labels' from now on
+            corrections.after_apply(None)
         return out
 
     def _on_drag(self, layer, event):
