@@ -453,6 +453,8 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", nargs="+", default=["ours", "convpaint"])
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--no-report", action="store_true", help="fill the cache only")
+    ap.add_argument("--report-only", action="store_true",
+                    help="write the table from the cached runs, run nothing")
     ap.add_argument("--speed", action="store_true",
                     help="time the 1-megapixel, 100-point expansion by part instead")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -470,9 +472,9 @@ def main(argv=None) -> int:
         _map(run_image, _tasks("convpaint", CONVPAINT_KEY, args), args.jobs)
         return 0
     keys = {m: (ours_key() if m == "ours" else CONVPAINT_KEY) for m in args.methods}
-    if "ours" in keys:
+    if "ours" in keys and not args.report_only:
         _map(run_image, _tasks("ours", keys["ours"], args), args.jobs)
-    if "convpaint" in keys:
+    if "convpaint" in keys and not args.report_only:
         _run_convpaint(args)
     if args.no_report:
         return 0
