@@ -135,8 +135,10 @@ def _all_or_nothing(*keys: str):
 def expand_image(inputs: dict, out_dir: Path, report=None) -> dict:
     """Expand the points of one image into its label PNG and overlay.
 
-    Inputs
-    ------
+    Notes
+    -----
+    Keys of ``inputs``:
+
     image : str
         Image file.
     points : dict
@@ -212,8 +214,10 @@ def simulation_seed(seed: int, index: int) -> int:
 def simulate_image(inputs: dict, out_dir: Path, report=None) -> dict:
     """Simulate a user on one image for each seed, expand, and score against the ground truth.
 
-    Inputs
-    ------
+    Notes
+    -----
+    Keys of ``inputs``:
+
     image, ground_truth : str
         Image and class-index mask (``ground_truth`` may be ``None``: the task then fails
         with ``_missing``'s message).

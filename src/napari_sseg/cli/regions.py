@@ -93,8 +93,10 @@ def run(args) -> int:
 def regions_image(inputs: dict, out_dir: Path, report=None) -> dict:
     """Batch task: the region hierarchy of one image, cut at every K, written atomically.
 
-    Inputs
-    ------
+    Notes
+    -----
+    Keys of ``inputs``:
+
     image : str
         Image file (2D grey, RGB(A) or multichannel).
     regions : list of int

@@ -79,8 +79,10 @@ def _write_png(dst: Path, image: np.ndarray, *, where: str) -> None:
 def export_image(inputs: dict, out_dir: Path, report=None) -> dict:
     """Expand one image's points and write the image and its pseudo-label mask.
 
-    Inputs
-    ------
+    Notes
+    -----
+    Keys of ``inputs``:
+
     image : str
     points : dict
         :func:`napari_sseg.tasks.points_to_inputs` of the image's points.

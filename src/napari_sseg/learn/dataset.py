@@ -66,6 +66,7 @@ class TrainingItem:
         return self.points
 
     def load(self) -> np.ndarray:
+        """The image: the array given, else read from :attr:`path`."""
         if self.image is not None:
             return self.image
         from ..io.images import read_image

@@ -43,6 +43,7 @@ class FeatureSpec:
     truncate: float = 3.0
 
     def to_dict(self) -> dict:
+        """The settings as JSON-able values for the model card (:meth:`from_dict` reads them)."""
         d = asdict(self)
         d["scales"] = list(self.scales)
         d["bank"] = "napari_sseg.core.features.filter_bank"

@@ -53,8 +53,10 @@ def write_confidence(path: str | os.PathLike, confidence: np.ndarray) -> Path:
 def predict_image(inputs: dict, out_dir: Path, report=None) -> dict:
     """Predict one image with a survey model and write its label PNG and overlay.
 
-    Inputs
-    ------
+    Notes
+    -----
+    Keys of ``inputs``:
+
     image : str
         Image file.
     model : str
