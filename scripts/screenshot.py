@@ -27,6 +27,16 @@ def wait_until(app, cond, timeout_s: float = 600.0) -> None:
         time.sleep(0.01)
 
 
+def save_window(viewer, app, out: Path) -> None:
+    """Fit the view, let the window settle, and save the whole window (widgets included)."""
+    viewer.reset_view()
+    for _ in range(30):
+        app.processEvents()
+        time.sleep(0.02)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(out), canvas_only=False, flash=False)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "screenshot.png")
@@ -54,12 +64,7 @@ def main() -> int:
     if labels is None:
         raise RuntimeError(f"no labels were produced: {widget.status.text()}")
     viewer.layers.selection = {labels}
-    viewer.reset_view()
-    for _ in range(30):
-        app.processEvents()
-        time.sleep(0.02)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(str(args.out), canvas_only=False, flash=False)
+    save_window(viewer, app, args.out)
     viewer.close()
     return 0
 

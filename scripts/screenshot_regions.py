@@ -12,10 +12,9 @@ to a middle level, fills a few regions with the region brush and saves the whole
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from screenshot import ROOT, wait_until  # scripts/ is on the path when run as a script
+from screenshot import ROOT, save_window, wait_until  # scripts/ is on the path when run as a script
 
 
 def main() -> int:
@@ -47,19 +46,7 @@ def main() -> int:
     for layer in viewer.layers:
         if layer.name not in ("Dubai aerial (CC0)", "SSeg labels", "SSeg regions"):
             layer.visible = False
-    # the dock scrolls: show the Regions section
-    box = panel.parentWidget()
-    scroll = box
-    while scroll is not None and not hasattr(scroll, "ensureWidgetVisible"):
-        scroll = scroll.parentWidget()
-    if scroll is not None:
-        scroll.ensureWidgetVisible(box)
-    viewer.reset_view()
-    for _ in range(30):
-        app.processEvents()
-        time.sleep(0.02)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(str(args.out), canvas_only=False, flash=False)
+    save_window(viewer, app, args.out)
     viewer.close()
     return 0
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
-from screenshot import ROOT, wait_until  # scripts/ is on the path when run as a script
+from screenshot import ROOT, save_window, wait_until  # scripts/ is on the path when run as a script
 
 
 def main() -> int:
@@ -48,12 +47,7 @@ def main() -> int:
         scroll = scroll.parentWidget()
     if scroll is not None:
         scroll.ensureWidgetVisible(box)
-    viewer.reset_view()
-    for _ in range(30):
-        app.processEvents()
-        time.sleep(0.02)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(str(args.out), canvas_only=False, flash=False)
+    save_window(viewer, app, args.out)
     viewer.close()
     return 0
 

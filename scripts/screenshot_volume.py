@@ -14,11 +14,10 @@ saves the whole window, showing plane 2 (which holds no point), to
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
-from screenshot import wait_until  # scripts/screenshot.py: run from scripts/ or as a script
+from screenshot import save_window, wait_until  # scripts/ is on the path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 EM = ROOT.parent / "shared" / "data" / "em_isbi2012"
@@ -65,12 +64,7 @@ def main() -> int:
         raise RuntimeError(f"no labels were produced: {widget.status.text()}")
     viewer.dims.set_point(0, args.plane * scale[0])
     viewer.layers.selection = {labels}
-    viewer.reset_view()
-    for _ in range(30):
-        app.processEvents()
-        time.sleep(0.02)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    viewer.screenshot(str(args.out), canvas_only=False, flash=False)
+    save_window(viewer, app, args.out)
     viewer.close()
     return 0
 
