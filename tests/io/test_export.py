@@ -15,7 +15,7 @@ from napari_sseg.io.images import read_image, read_label_image
 
 
 def _survey(tmp_path, n=2, size=80):
-    """Two built images (PNG and JPEG) and a CoralNet CSV of 25 points each."""
+    """Two built images (PNG and JPEG) and a CoralNet CSV of 26 points each (every class hit)."""
     rng = np.random.default_rng(0)
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -30,6 +30,8 @@ def _survey(tmp_path, n=2, size=80):
         name = f"im{i}.png" if i == 0 else f"im{i}.jpg"
         Image.fromarray(img).save(folder / name)
         pts = sample_points(truth, 25, rng=i)
+        # one point in the small class-3 block, which 25 random points may miss
+        pts = pts.appended(np.array([[size * 5 // 12, size // 6]]), np.array([3]))
         for (r, c), lab in zip(pts.coords.astype(int), pts.labels):
             lines.append(f"{name},{r},{c},{lab}")
         truths[name] = (truth, pts)

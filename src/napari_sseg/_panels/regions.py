@@ -146,6 +146,7 @@ class RegionsPanel(QWidget):
         """Cut the hierarchy at the slider's level and redraw the boundaries."""
         from ..core.regions import cut_nodes, n_regions_at_level
 
+        self._slider_timer.stop()  # a redraw now supersedes one the slider scheduled
         if self.hierarchy is None:
             return
         k = max(2, n_regions_at_level(self.hierarchy, self.level()))

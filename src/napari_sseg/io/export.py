@@ -126,14 +126,17 @@ def export_image(inputs: dict, out_dir: Path, report=None) -> dict:
     if int(result.labels.max()) >= IGNORE_VALUE and layout == "folders":
         raise ValueError(f"{path}: class ids of 255 and more do not fit the 8-bit masks of the "
                          f"'folders' layout (255 is 'ignore')")
-    mask = export_target(result.labels, result.confidence, points,
-                         min_confidence=float(inputs.get("min_confidence", 0.0)), ignore=ignore)
-    if layout == "nnunet":
-        lut = np.full(256, ignore, dtype=np.uint8)
+    labels, target_points = result.labels, points
+    if layout == "nnunet":  # consecutive indices first: a class id may equal the ignore index
+        from ..core.points import PointSet
+
+        lut = np.zeros(max(int(cid) for cid in index_of) + 1, dtype=np.uint8)
         for cid, idx in index_of.items():
             lut[int(cid)] = idx
-        keep = mask != ignore
-        mask = np.where(keep, lut[mask], ignore).astype(np.uint8)
+        labels = lut[labels]
+        target_points = PointSet(points.coords, lut[points.labels])
+    mask = export_target(labels, result.confidence, target_points,
+                         min_confidence=float(inputs.get("min_confidence", 0.0)), ignore=ignore)
     img_out, mask_out = out_dir / inputs["image_out"], out_dir / inputs["mask_out"]
     img_out.parent.mkdir(parents=True, exist_ok=True)
     mask_out.parent.mkdir(parents=True, exist_ok=True)
