@@ -196,8 +196,8 @@ def expand(
     prior_proba : (P, Q, K) ndarray of float, optional
         Class probabilities of a survey model for this image, on any grid covering it (see
         :mod:`napari_sseg.core.survey`): a third expert, joined as a weighted product whose
-        weights the cross-validation over the points chooses (the expansion alone when it
-        predicts the held-out points best).
+        temperature and per-class biases are fitted to the points' held-out predictions (a
+        model that over-predicts a class on this image is corrected by the points).
     prior_classes : (K,) array_like of int, optional
         Class ids of the last axis of ``prior_proba``; every class of the points must be one.
 
@@ -678,17 +678,26 @@ def _smoothing_helps(ensemble, folds, pixfeat, pr, pc, ci, n_classes, sigma):
 def _with_prior(pmap, prior, cols, ensemble, folds, pixfeat, pr, pc, ci, sigma, factor, step,
                 full_shape):
     """Join a survey model's probabilities to the posterior ``pmap`` (on a grid of
-    ``factor * step`` pixels); the (expansion, prior) weights are chosen on the folds' held-out
-    points, (1, 1) without folds."""
-    from .survey import choose_prior_weights, combine_prior, prior_on_grid
+    ``factor * step`` pixels), recalibrated on the folds' held-out points (see
+    :mod:`napari_sseg.core.survey`; uncalibrated without folds). Returns the joined posterior
+    and the effective weights: expansion, prior, per-class biases."""
+    from .survey import (
+        EXPANSION_RATIO,
+        combination_logits,
+        combine_prior,
+        fit_calibration,
+        prior_on_grid,
+    )
 
-    weights = (1.0, 1.0)
+    scale, bias = 1.0, np.zeros(cols.size)
     if folds:
         held = _held_out_proba(ensemble, folds, pixfeat, pr, pc, cols.size, sigma)
         at_points = prior_on_grid(prior, cols, pixfeat.shape[:2], factor, full_shape)[pr, pc]
-        weights, _ = choose_prior_weights(held, at_points, ci, _held_out_key)
+        scale, bias = fit_calibration(combination_logits(held, at_points), ci)
     grid = prior_on_grid(prior, cols, pmap.shape[:2], factor * step, full_shape)
-    return combine_prior(pmap, grid, weights), weights
+    weights = {"expansion": round(EXPANSION_RATIO * scale, 4), "prior": round(scale, 4),
+               "bias": np.round(bias, 4).tolist()}
+    return combine_prior(pmap, grid, scale, bias), weights
 
 
 def _assemble(
