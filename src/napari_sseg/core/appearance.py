@@ -157,6 +157,25 @@ class ForestModel:
         return out.reshape(*x.shape[:-1], self.n_classes)
 
 
+class ProductModel:
+    """The normalised geometric mean of several models' class probabilities.
+
+    Parameters
+    ----------
+    models : sequence of models with ``log_proba``
+        Each takes the same feature rows (``LinearModel`` and ``ForestModel`` read their own
+        columns).
+    """
+
+    def __init__(self, models):
+        self.models = list(models)
+
+    def log_proba(self, x: np.ndarray) -> np.ndarray:
+        """Log class probabilities of feature rows ``x`` (..., F) -> (..., K) float32."""
+        z = sum(m.log_proba(x) for m in self.models) / np.float32(len(self.models))
+        return log_softmax_inplace(z.astype(np.float32, copy=False))
+
+
 def fit_forest(
     x: np.ndarray,
     y: np.ndarray,
