@@ -8,28 +8,39 @@ from napari_sseg.core.sampling import sample_points
 from napari_sseg.core.survey import combine_prior, fit_calibration
 
 
-def test_calibration_recovers_a_known_temperature_and_bias():
+def test_calibration_recovers_a_known_weight_and_bias():
     rng = np.random.default_rng(0)
+    offset = rng.normal(0, 1.0, (4000, 3))
     z = rng.normal(0, 1.5, (4000, 3))
-    truth_scale, truth_bias = 2.0, np.array([-1.0, 0.0, 1.0])
-    u = truth_scale * z + truth_bias
+    truth_weight, truth_bias = 2.0, np.array([-1.0, 0.0, 1.0])
+    u = offset + truth_weight * z + truth_bias
     p = np.exp(u - u.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
     ci = (p.cumsum(axis=1) > rng.random((len(z), 1))).argmax(axis=1)
-    scale, bias = fit_calibration(z, ci)
-    assert abs(scale - truth_scale) < 0.2
+    weight, bias = fit_calibration(offset, z, ci)
+    assert abs(weight - truth_weight) < 0.2
     # softmax ignores a common shift: compare the differences between classes
     assert np.allclose(bias - bias.mean(), truth_bias - truth_bias.mean(), atol=0.2)
 
 
-def test_calibration_without_evidence_stays_at_the_identity():
-    scale, bias = fit_calibration(np.zeros((10, 2)), np.array([0, 1] * 5))
-    assert abs(scale - 1) < 1e-6 and np.allclose(bias, 0)
+def test_a_prior_that_says_nothing_keeps_weight_1_and_no_bias():
+    weight, bias = fit_calibration(np.zeros((10, 2)), np.zeros((10, 2)), np.array([0, 1] * 5))
+    assert abs(weight - 1) < 1e-6 and np.allclose(bias, 0)
     pmap = np.full((4, 4, 2), 0.5, np.float32)
     prior = np.log(np.stack([np.full((4, 4), 0.8), np.full((4, 4), 0.2)], axis=-1)).astype(
         np.float32)
-    out = combine_prior(pmap, prior, scale, bias)
-    assert np.allclose(out[..., 0], 0.8, atol=1e-5)
+    out = combine_prior(pmap, prior, weight, bias)
+    # the prior, mixed with a uniform share, decides
+    assert (out[..., 0] > 0.7).all() and np.allclose(out.sum(axis=-1), 1, atol=1e-5)
+
+
+def test_a_prior_that_does_not_transfer_loses_its_weight():
+    rng = np.random.default_rng(3)
+    ci = rng.integers(0, 3, 60)
+    wrong = np.log(np.full((60, 3), 0.05))
+    wrong[np.arange(60), (ci + 1) % 3] = np.log(0.9)  # confidently another class
+    weight, _ = fit_calibration(np.zeros((60, 3)), wrong, ci)
+    assert weight < 0.2
 
 
 def _checkerboard(seed=0, size=96, cell=8):

@@ -210,8 +210,9 @@ def expand(
     prior_proba : (P, Q, K) ndarray of float, optional
         Class probabilities of a survey model for this image, on any grid covering it (see
         :mod:`napari_sseg.core.survey`): a third expert, joined as a weighted product whose
-        temperature and per-class biases are fitted to the points' held-out predictions (a
-        model that over-predicts a class on this image is corrected by the points).
+        prior weight and per-class biases are fitted to the points' held-out predictions (a
+        model that over-predicts a class on this image is corrected by the points, one that
+        does not transfer loses its weight).
     prior_classes : (K,) array_like of int, optional
         Class ids of the last axis of ``prior_proba``; every class of the points must be one.
 
@@ -707,26 +708,27 @@ def _smoothing_helps(ensemble, folds, pixfeat, pr, pc, ci, n_classes, sigma):
 def _with_prior(pmap, prior, cols, ensemble, folds, pixfeat, pr, pc, ci, sigma, factor, step,
                 full_shape):
     """Join a survey model's probabilities to the posterior ``pmap`` (on a grid of
-    ``factor * step`` pixels), recalibrated on the folds' held-out points (see
-    :mod:`napari_sseg.core.survey`; uncalibrated without folds). Returns the joined posterior
-    and the effective weights: expansion, prior, per-class biases."""
+    ``factor * step`` pixels), the prior's weight and class biases fitted to the folds'
+    held-out points (see :mod:`napari_sseg.core.survey`; 1 and 0 without folds). Returns the
+    joined posterior and the weights: expansion, prior, per-class biases."""
     from .survey import (
-        EXPANSION_RATIO,
-        combination_logits,
+        EXPANSION_WEIGHT,
         combine_prior,
+        expansion_logits,
         fit_calibration,
+        prior_logits,
         prior_on_grid,
     )
 
-    scale, bias = 1.0, np.zeros(cols.size)
+    weight, bias = 1.0, np.zeros(cols.size)
     if folds:
         held = _held_out_proba(ensemble, folds, pixfeat, pr, pc, cols.size, sigma)
         at_points = prior_on_grid(prior, cols, pixfeat.shape[:2], factor, full_shape)[pr, pc]
-        scale, bias = fit_calibration(combination_logits(held, at_points), ci)
+        weight, bias = fit_calibration(expansion_logits(held), prior_logits(at_points), ci)
     grid = prior_on_grid(prior, cols, pmap.shape[:2], factor * step, full_shape)
-    weights = {"expansion": round(EXPANSION_RATIO * scale, 4), "prior": round(scale, 4),
+    weights = {"expansion": EXPANSION_WEIGHT, "prior": round(weight, 4),
                "bias": np.round(bias, 4).tolist()}
-    return combine_prior(pmap, grid, scale, bias), weights
+    return combine_prior(pmap, grid, weight, bias), weights
 
 
 def _assemble(

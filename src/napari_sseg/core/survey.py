@@ -7,25 +7,27 @@ points' classes and renormalised, and sampled on the expansion's grid.
 
 The two are joined as a product recalibrated on the image's own points:
 
-``p ∝ exp(s (r log p̃_expansion + log prior) + c)``
+``p ∝ exp(r log p̃_expansion + b log q̃_prior + c)``
 
-where ``p̃_expansion`` is the expansion's posterior mixed with a uniform share
-(:data:`EXPANSION_FLOOR`, so that one confident mistake of the expansion cannot veto the
-prior), ``r`` is the expansion's weight relative to the prior (:data:`EXPANSION_RATIO`), and the
-temperature ``s`` and the per-class biases ``c`` are fitted per image to the points by
-penalised maximum likelihood (a ridge of :data:`CALIBRATION_PENALTY` towards ``s = 1, c = 0``).
-The fit uses the expansion's *held-out* posterior at each point (predicted by the expansion
-fitted without the point's fold, the same folds that choose the other experts' weights), so it
-learns how far the model's probabilities can be trusted on this image: the biases correct a
+where ``p̃`` and ``q̃`` are the expansion's posterior and the prior mixed with a uniform share
+(:data:`EXPANSION_FLOOR`, :data:`PRIOR_FLOOR`: one confident mistake of either cannot veto the
+other), ``r`` is the expansion's fixed weight (:data:`EXPANSION_WEIGHT`), and the prior's
+weight ``b`` and the per-class biases ``c`` are fitted per image to the points by penalised
+maximum likelihood (ridges :data:`WEIGHT_PENALTY` towards ``b = 1`` and :data:`BIAS_PENALTY`
+towards ``c = 0``). The fit uses the expansion's *held-out* posterior at each point (predicted
+by the expansion fitted without the point's fold, the same folds that choose the other experts'
+weights), so it learns how far the model can be trusted on this image: ``b`` grows where the
+model predicts the points better than the expansion (EM membranes) and shrinks towards 0 where
+it does not (a model that does not transfer, as across reef photos), and the biases correct a
 model that over- or under-predicts a class here (pseudo-label models draw thick membranes in
-EM; a class of one tile looks like another on the next), the temperature sharpens or flattens
-it. A few points thus correct the survey model, and the survey model fills what the points do
-not reach. With fewer than 6 points (no folds) ``s = 1, c = 0``.
+EM). A few points thus correct the survey model, and the survey model fills what the points do
+not reach. With fewer than 6 points (no folds) ``b = 1, c = 0``.
 
 Choosing the (expansion, prior) weights per image by cross-validated mIoU over the points
 (the former method) was too noisy with 25 points: the expansion's own held-out score is
 optimistic (its experts' weights were picked on the same points), so it won where the model was
-far better (EM) and lost where it was not.
+far better (EM) and lost where it was not. The constants were chosen on a development subset
+of ``benchmarks/bench_survey.py`` (see its notes).
 """
 
 from __future__ import annotations
@@ -34,15 +36,20 @@ import numpy as np
 
 from .classaxis import softmax_inplace
 
-__all__ = ["EXPANSION_RATIO", "EXPANSION_FLOOR", "CALIBRATION_PENALTY", "check_prior",
-           "prior_on_grid", "combination_logits", "fit_calibration", "combine_prior"]
+__all__ = ["EXPANSION_WEIGHT", "EXPANSION_FLOOR", "PRIOR_FLOOR", "WEIGHT_PENALTY",
+           "BIAS_PENALTY", "check_prior", "prior_on_grid", "expansion_logits", "prior_logits",
+           "fit_calibration", "combine_prior"]
 
-#: Weight of the expansion's log-probabilities relative to the prior's.
-EXPANSION_RATIO = 0.75
+#: Weight of the expansion's log-probabilities (the prior's weight is fitted per image).
+EXPANSION_WEIGHT = 0.75
 #: Uniform share mixed into the expansion's posterior before its logarithm.
 EXPANSION_FLOOR = 0.3
-#: Ridge penalty of the per-image calibration (temperature towards 1, biases towards 0).
-CALIBRATION_PENALTY = 3.0
+#: Uniform share mixed into the prior before its logarithm.
+PRIOR_FLOOR = 0.2
+#: Ridge penalty of the prior's weight (towards 1).
+WEIGHT_PENALTY = 1.0
+#: Ridge penalty of the per-class biases (towards 0).
+BIAS_PENALTY = 5.0
 _FLOOR = 1e-4
 
 
@@ -94,76 +101,96 @@ def prior_on_grid(
     return np.log(sub)
 
 
-def combination_logits(proba: np.ndarray, prior_logp: np.ndarray) -> np.ndarray:
-    """``r log p̃ + log prior``: the uncalibrated logits of the combination (float32).
+def _mixed_log(proba: np.ndarray, share: float) -> np.ndarray:
+    """``log((1 - share) p + share / K)`` over the last axis (float32)."""
+    k = proba.shape[-1]
+    mixed = np.asarray(proba, dtype=np.float32) * np.float32(1 - share)
+    mixed += np.float32(share / k)
+    return np.log(mixed)
+
+
+def expansion_logits(proba: np.ndarray) -> np.ndarray:
+    """``r log p̃``: the expansion's weighted term of the combination (float32).
 
     Parameters
     ----------
     proba : (..., K) ndarray
         The expansion's class probabilities.
-    prior_logp : (..., K) ndarray
-        The prior's log-probabilities.
     """
-    k = proba.shape[-1]
-    mixed = np.asarray(proba, dtype=np.float32) * np.float32(1 - EXPANSION_FLOOR)
-    mixed += np.float32(EXPANSION_FLOOR / k)
-    z = np.log(mixed)
-    z *= np.float32(EXPANSION_RATIO)
-    z += prior_logp
+    z = _mixed_log(proba, EXPANSION_FLOOR)
+    z *= np.float32(EXPANSION_WEIGHT)
     return z
 
 
-def fit_calibration(
-    logits: np.ndarray,
-    ci: np.ndarray,
-    penalty: float = CALIBRATION_PENALTY,
-    *,
-    iterations: int = 50,
-) -> tuple[float, np.ndarray]:
-    """Temperature and per-class biases that best predict the points' classes from ``logits``.
-
-    Minimises ``-sum_i log softmax(s z_i + c)[ci_i] + penalty ((s - 1)^2 + |c|^2)`` by damped
-    Newton steps (the problem is convex).
+def prior_logits(prior_logp: np.ndarray) -> np.ndarray:
+    """``log q̃``: the prior's term of the combination before its weight (float32).
 
     Parameters
     ----------
-    logits : (n, K) ndarray
-        The combination's logits at the points (:func:`combination_logits` of held-out
-        posteriors).
+    prior_logp : (..., K) ndarray
+        The prior's log-probabilities (:func:`prior_on_grid`).
+    """
+    return _mixed_log(np.exp(prior_logp), PRIOR_FLOOR)
+
+
+def fit_calibration(
+    offset: np.ndarray,
+    prior: np.ndarray,
+    ci: np.ndarray,
+    *,
+    weight_penalty: float = WEIGHT_PENALTY,
+    bias_penalty: float = BIAS_PENALTY,
+    iterations: int = 50,
+) -> tuple[float, np.ndarray]:
+    """The prior's weight and per-class biases that best predict the points' classes.
+
+    Minimises ``-sum_i log softmax(offset_i + b prior_i + c)[ci_i] + weight_penalty (b - 1)^2
+    + bias_penalty |c|^2`` by damped Newton steps (the problem is convex).
+
+    Parameters
+    ----------
+    offset : (n, K) ndarray
+        The fixed part of the logits at the points (:func:`expansion_logits` of the expansion's
+        held-out posteriors; zeros to calibrate the prior alone).
+    prior : (n, K) ndarray
+        The prior's logits at the points (:func:`prior_logits`).
     ci : (n,) ndarray of int
         The points' class indices.
-    penalty : float
-        Ridge weight towards the identity (``s = 1``, ``c = 0``).
+    weight_penalty, bias_penalty : float
+        Ridge weights towards ``b = 1`` and ``c = 0``.
     iterations : int
         At most this many Newton steps.
 
     Returns
     -------
-    scale : float
-        The temperature ``s`` (at least 0).
+    weight : float
+        The prior's weight ``b`` (at least 0).
     bias : (K,) ndarray of float
     """
-    z = np.asarray(logits, dtype=np.float64)
+    z = np.asarray(prior, dtype=np.float64)
+    off = np.asarray(offset, dtype=np.float64)
     n, k = z.shape
     y = np.zeros((n, k))
     y[np.arange(n), ci] = 1.0
     centre = np.zeros(k + 1)
     centre[0] = 1.0
+    ridge = np.full(k + 1, float(bias_penalty))
+    ridge[0] = weight_penalty
 
     def objective(t):
-        u = t[0] * z + t[1:]
+        u = off + t[0] * z + t[1:]
         u = u - u.max(axis=1, keepdims=True)
         lp = u - np.log(np.exp(u).sum(axis=1, keepdims=True))
-        return -(lp * y).sum() + penalty * ((t - centre) ** 2).sum(), np.exp(lp)
+        return -(lp * y).sum() + (ridge * (t - centre) ** 2).sum(), np.exp(lp)
 
     theta = centre.copy()
     value, p = objective(theta)
     for _ in range(iterations):
         r = p - y  # d loss / d logits
-        grad = np.concatenate([[(r * z).sum()], r.sum(axis=0)]) + 2 * penalty * (theta - centre)
+        grad = np.concatenate([[(r * z).sum()], r.sum(axis=0)]) + 2 * ridge * (theta - centre)
         # sum_i J_i^T (diag p_i - p_i p_i^T) J_i with J_i = [z_i | I] (d logits / d theta)
         mean_z = (p * z).sum(axis=1, keepdims=True)
-        hess = 2 * penalty * np.eye(k + 1)
+        hess = np.diag(2 * ridge)
         hess[0, 0] += (p * z * z).sum() - (mean_z**2).sum()
         hess[0, 1:] += (p * (z - mean_z)).sum(axis=0)
         hess[1:, 0] = hess[0, 1:]
@@ -185,11 +212,13 @@ def fit_calibration(
     return max(0.0, float(theta[0])), theta[1:]
 
 
-def combine_prior(pmap: np.ndarray, prior_logp: np.ndarray, scale: float = 1.0,
+def combine_prior(pmap: np.ndarray, prior_logp: np.ndarray, weight: float = 1.0,
                   bias: np.ndarray | None = None) -> np.ndarray:
-    """``softmax(s (r log p̃map + log prior) + c)`` over the class axis (a new float32 array)."""
-    z = combination_logits(pmap, prior_logp)
-    z *= np.float32(scale)
+    """``softmax(r log p̃map + b log q̃ + c)`` over the class axis (a new float32 array)."""
+    z = expansion_logits(pmap)
+    q = prior_logits(prior_logp)
+    q *= np.float32(weight)
+    z += q
     if bias is not None:
         z += np.asarray(bias, dtype=np.float32)
     return softmax_inplace(z)
