@@ -128,3 +128,41 @@ def test_em_planes_without_points_beat_copying_the_nearest_plane():
         ours.update(gt[z], res.labels[z])
         copy.update(gt[z], two[near])
     assert ours.scores()["miou"] > copy.scores()["miou"] + 0.05
+
+
+def test_volume_appearance_uses_the_forest_where_only_it_separates_the_classes():
+    """Planes of small dark-or-bright blocks (class 0) and mid-grey blocks (class 1), a new
+    layout on every plane: neither the graph nor a linear model separates them, the trees do."""
+    from napari_sseg.core.expand import ExpandOptions
+
+    rng = np.random.default_rng(0)
+    size, block = 96, 4
+    nb = size // block
+    vol = np.empty((4, size, size), np.uint8)
+    gt = np.empty((4, size, size), np.uint8)
+    for z in range(4):
+        cls = rng.integers(0, 2, (nb, nb))
+        level = np.where(cls == 1, 125.0, np.where(rng.random((nb, nb)) < 0.5, 35.0, 215.0))
+        img = np.kron(level, np.ones((block, block))) + rng.normal(0, 6, (size, size))
+        vol[z] = np.clip(img, 0, 255)
+        gt[z] = np.kron(cls, np.ones((block, block), dtype=np.uint8))
+    coords, labels, planes = [], [], []
+    for z in (0, 2):
+        rc = rng.integers(0, size, (50, 2))
+        coords.append(rc)
+        labels.append(gt[z, rc[:, 0], rc[:, 1]])
+        planes.append(np.full(50, z))
+    pts = PointSet(np.concatenate(coords), np.concatenate(labels), planes=np.concatenate(planes))
+
+    def miou(options):
+        res = expand_volume(vol, pts, options=options)
+        cm = ConfusionMatrix()
+        for z in (1, 3):  # the planes without points
+            cm.update(gt[z], res.labels[z])
+        return cm.scores()["miou"], res.info["weights"]
+
+    with_forest, weights = miou(VolumeOptions())
+    assert weights[0][1] > 0 and weights[0][2] in (2, 3)  # the best combination weighs the trees
+    plain, _ = miou(VolumeOptions(expand=ExpandOptions(forest_trees=0)))
+    assert with_forest > 0.8
+    assert with_forest > plain + 0.1

@@ -14,15 +14,23 @@ superpixel ids of each plane (at the working resolution) and the labels themselv
    superpixels. Geodesic distances to the seeds of each class (the superpixels holding points,
    and decided regions) give the spatial expert's class distribution on every plane, including
    planes without points.
-3. **Appearance.** The linear discriminants of the 2D expansion are fitted on the pixels at all
-   points of the volume (and, alternatively, on the pixels of the superpixels they seed) and
-   applied to every plane. Intensities are normalised over the whole volume, and each plane is
-   brought to the volume's mean and spread (per channel), so a class looks the same on every
-   plane even where brightness drifts between planes (on the EM development slices this raised
-   the planes without points from 56.8 to 63.4 mIoU).
+3. **Appearance.** The appearance models of the 2D expansion, fitted on the points of the whole
+   volume and applied to every plane: the linear discriminants of the pixels at the points (and,
+   alternatively, of the pixels of the superpixels they seed), extremely randomised trees on the
+   multi-scale filter bank of :func:`~napari_sseg.core.features.filter_bank` at the points' own
+   pixels (``ExpandOptions.forest_scales``; thin or textured structures no linear boundary
+   separates), and the product of the points' discriminant and the trees. The filter bank is
+   computed plane by plane like the other features (for the planes with points while the graph
+   is built, for every plane while labelling, and only when a chosen combination weighs the
+   trees), so memory stays that of one plane's features. Intensities are normalised over the
+   whole volume, and each plane is brought to the volume's mean and spread (per channel), so a
+   class looks the same on every plane even where brightness drifts between planes (on the EM
+   development slices this raised the planes without points from 56.8 to 63.4 mIoU).
 4. **Weights by cross-validation over the points**, as in 2D: folds of points are predicted from
    the others through the volume graph and the appearance models, and the best expert weights
-   (averaged over the best few from 30 points on) are used on every plane.
+   (averaged over the best few from 30 points on) are used on every plane; the product model
+   alone is preferred unless another combination beats it by ``ExpandOptions.preferred_margin``
+   held-out mIoU.
 
 Unlike the 2D expansion, a single superpixel layer is used and the posterior is never smoothed
 (both would cost a second pass over the volume).
@@ -36,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse
 
-from .appearance import fit_lda, pixel_features
+from .appearance import ProductModel, fit_forest, fit_lda, pixel_features
 from .expand import (
     ExpandOptions,
     Expansion,
@@ -49,6 +57,7 @@ from .expand import (
     _used_models,
     label_dtype,
 )
+from .features import FEATURE_KINDS, filter_bank
 from .image import as_channels
 from .points import PointSet
 from .progress import Progress, run_generator
@@ -224,7 +233,8 @@ def iter_expand_volume(
     region_rows: list[np.ndarray] = []  # per point: features sampled from its superpixel
     fixed_x, fixed_y = [], []  # known voxels: always in the appearance training set
     prev = None
-    n_base = None
+    n_base = n_pix = None
+    use_forest = bool(opts.forest_scales) and opts.forest_trees > 0
     for k in range(n_work):
         z = start + k
         yield Progress(k, total, f"superpixels: plane {k + 1}/{n_work}")
@@ -253,8 +263,9 @@ def iter_expand_volume(
         on_plane = np.flatnonzero(planes == z)
         need_known = known_small is not None and (~undecided).any()
         if on_plane.size or need_known:
-            pixfeat = pixel_features(feats, context=opts.context_scales)
-            n_base = pixfeat.shape[2] - len(opts.context_scales) * (feats.shape[2] + 1)
+            pixfeat = _plane_features(feats, opts, forest=use_forest)
+            n_pix = _n_pixel_features(feats.shape[2], opts)
+            n_base = n_pix - len(opts.context_scales) * (feats.shape[2] + 1)
             pr = np.minimum(rows[on_plane] // factor, h - 1)
             pc = np.minimum(cols[on_plane] // factor, w - 1)
             point_node[on_plane] = off + layer.regions[pr, pc]
@@ -264,7 +275,8 @@ def iter_expand_volume(
                 sel = np.flatnonzero(layer.regions.ravel() == layer.regions[r, c])
                 if sel.size > vopts.region_samples:
                     sel = rng.choice(sel, vopts.region_samples, replace=False)
-                region_rows.append((i, pixfeat.reshape(-1, pixfeat.shape[2])[sel]))
+                # the region model reads the colour and context columns only
+                region_rows.append((i, pixfeat.reshape(-1, pixfeat.shape[2])[sel, :n_pix]))
             if need_known:
                 xs, ys = _known_sample(pixfeat, known_small, classes, rng,
                                        per_class=max(20, 2000 // n_work))
@@ -285,24 +297,40 @@ def iter_expand_volume(
     at_points = (np.stack([r[4] for r in pix_rows])[None] if pix_rows
                  else np.zeros((1, 0, n_feat_all), np.float32))
 
-    def experts(keep: np.ndarray):
+    def experts(keep: np.ndarray, *, cv: bool = False, forest: bool = True):
+        """Spatial expert and appearance models from the kept points, as in 2D: the LDA of
+        the points' pixels, the LDA of their superpixels, and (with the filter bank) the
+        forest of the points' own pixels and its product with the first LDA; the forest has
+        ``forest_cv_trees`` trees with ``cv`` and is not fitted without ``forest``."""
         seeds = _seed_nodes(node_seed, point_node[keep], class_index[keep], classes.size)
         spatial = _PointSpatial(_geodesic_logp(graph, seeds, classes.size), point_node)
         models = []
-        for rows_of, n_feat in ((pix_rows, n_base), (reg_rows, None)):
-            xs = [rows_of[i] for i in np.flatnonzero(keep)]
-            ys = [np.full(len(rows_of[i]), class_index[i]) for i in np.flatnonzero(keep)]
+        kept = np.flatnonzero(keep)
+        for rows_of, n_feat in ((pix_rows, n_base), (reg_rows, n_pix)):
+            xs = [rows_of[i][:, :n_feat] for i in kept]
+            ys = [np.full(len(rows_of[i]), class_index[i]) for i in kept]
             if fx is not None:
-                xs.append(fx)
+                xs.append(fx[:, :n_feat])
                 ys.append(fy)
-            x = np.concatenate(xs) if xs else np.zeros((0, n_feat_all), np.float32)
+            x = np.concatenate(xs) if xs else np.zeros((0, n_feat or 0), np.float32)
             y = np.concatenate(ys) if ys else np.zeros(0, np.int64)
             fitted = len(np.unique(y)) > 1
-            models.append(fit_lda(x[:, :n_feat], y, classes.size) if fitted else None)
+            models.append(fit_lda(x, y, classes.size) if fitted else None)
+        if use_forest and n_feat_all > (n_pix or 0):
+            # trees on all columns at the points' own pixels (their 3 x 3 neighbours straddle
+            # thin structures) and the decided voxels' sample, as in 2D
+            x = np.concatenate([at_points[0, kept]] + ([fx] if fx is not None else []))
+            y = np.concatenate([class_index[kept]] + ([fy] if fy is not None else []))
+            n_trees = opts.forest_cv_trees if cv else opts.forest_trees if forest else 0
+            models.append(fit_forest(x, y, classes.size, n_trees=n_trees,
+                                     max_depth=opts.forest_depth)
+                          if n_trees > 0 and len(np.unique(y)) > 1 else None)
+            models.append(ProductModel([models[0], models[2]])
+                          if models[0] is not None and models[2] is not None else None)
         return spatial, models, seeds
 
     def fold_experts(keep):
-        spatial, models, _ = experts(keep)
+        spatial, models, _ = experts(keep, cv=True)
         return spatial, models
 
     ranked, folds = _rank_weights(fold_experts, at_points, np.zeros(len(pts), np.int64),
@@ -313,7 +341,8 @@ def iter_expand_volume(
     size = max(1, opts.ensemble_size) if averaging else 1
     ensemble = [best] + [wt for score, wt in ranked[1:size]
                          if score >= best_score - opts.ensemble_tolerance]
-    spatial, models, _ = experts(np.ones(len(pts), dtype=bool))
+    spatial, models, _ = experts(np.ones(len(pts), dtype=bool),
+                                 forest=any(wap > 0 and j >= 2 for _, wap, j, _ in ensemble))
     used = _used_models(ensemble, models)
     del folds
 
@@ -328,7 +357,7 @@ def iter_expand_volume(
         app_maps = {}
         if used:
             feats = norm.features(vol[z], factor)
-            pixfeat = pixel_features(feats, context=opts.context_scales)
+            pixfeat = _plane_features(feats, opts, forest=bool(used & {2, 3}))
             app_maps = {j: models[j].log_proba(pixfeat) for j in used}
             del pixfeat
         pmap = _ensemble_proba(ensemble, spatial_map, app_maps)
@@ -506,6 +535,24 @@ class _VolumeNormaliser:
             raw = (raw - m) * (self.std / sd) + self.mean
         raw *= np.float32(self.scale)
         return raw
+
+
+def _plane_features(feats, opts, *, forest):
+    """A plane's appearance features: those of :func:`pixel_features`, then (with ``forest``)
+    the forest's texture filters, as the 2D expansion builds them."""
+    pixfeat = pixel_features(feats, context=opts.context_scales)
+    if not forest:
+        return pixfeat
+    bank = filter_bank(feats, scales=opts.forest_scales, normalize=False,
+                       features=FEATURE_KINDS[1:],
+                       texture="first" if feats.shape[2] == 3 else "auto")
+    return np.concatenate([pixfeat, bank], axis=2)
+
+
+def _n_pixel_features(n_channels, opts):
+    """Number of columns of :func:`pixel_features` for ``n_channels`` colour channels."""
+    probe = pixel_features(np.zeros((8, 8, n_channels), np.float32), context=opts.context_scales)
+    return probe.shape[2]
 
 
 def _region_stats(regions, feats, n_nodes):
