@@ -294,8 +294,8 @@ def suggest_steps(job: ExpandJob, cached, n_points: int, want_map: bool, seed: i
 
     Returns ``(index, expansion, suggestions (n, 2) (row, col), acquisition map or None)``.
     """
-    from .core.pipeline import iter_expand_image
     from .core import suggest as suggest_mod
+    from .core.pipeline import iter_expand_image
 
     sl = job.slices[0]
     expansion = cached
@@ -456,6 +456,7 @@ class SSegWidget(QWidget):
         self.suggest_btn.clicked.connect(self.suggest)
         self.assign_btn.clicked.connect(self.assign_selected)
         self.backend_combo.currentIndexChanged.connect(self._on_backend_changed)
+        self.image_combo.currentIndexChanged.connect(lambda _: self._show_stack_options())
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self.viewer.layers.events.changed.connect(self._refresh_layers)
@@ -480,6 +481,7 @@ class SSegWidget(QWidget):
         if current in images:
             self.image_combo.setCurrentText(current)
         self.image_combo.blockSignals(False)
+        self._show_stack_options()
         classes = class_layers(self.viewer)
         cur_assign = self.assign_combo.currentText()
         self.assign_combo.clear()
@@ -490,6 +492,11 @@ class SSegWidget(QWidget):
             if id(layer) not in self._watched:
                 self._watched.add(id(layer))
                 layer.events.data.connect(self._on_points_changed)
+
+    def _show_stack_options(self) -> None:
+        """The 'label all planes' option only for images with planes (3D or more)."""
+        image = self.image_layer()
+        self.all_planes_check.setVisible(image is not None and image.ndim >= 3)
 
     def image_layer(self):
         """The chosen image layer, or None."""

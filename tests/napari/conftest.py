@@ -15,6 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"
+WAIT_MS = 120_000
 
 
 def _has_display() -> bool:
@@ -43,6 +44,21 @@ def pytest_collection_modifyitems(config, items):
                 reason, checked = _gui_skip_reason(), True
             if reason:
                 item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture
+def viewer_widget(make_napari_viewer_proxy, qtbot):
+    """A napari viewer (proxy: the worker may not touch layers) and the SSeg widget; a worker
+    still running at the end is cancelled and waited for."""
+    from napari_sseg._widget import SSegWidget
+
+    viewer = make_napari_viewer_proxy()
+    widget = SSegWidget(viewer)
+    qtbot.addWidget(widget)
+    yield viewer, widget
+    if widget.is_busy():
+        widget.cancel()
+        qtbot.waitUntil(lambda: not widget.is_busy(), timeout=WAIT_MS)
 
 
 @pytest.fixture

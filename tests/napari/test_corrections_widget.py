@@ -10,19 +10,6 @@ WAIT_MS = 120_000
 WATER = 4
 
 
-@pytest.fixture
-def viewer_widget(make_napari_viewer_proxy, qtbot):
-    from napari_sseg._widget import SSegWidget
-
-    viewer = make_napari_viewer_proxy()
-    widget = SSegWidget(viewer)
-    qtbot.addWidget(widget)
-    yield viewer, widget
-    if widget.is_busy():
-        widget.cancel()
-        qtbot.waitUntil(lambda: not widget.is_busy(), timeout=WAIT_MS)
-
-
 def expand_and_wait(qtbot, widget):
     from qtpy.QtCore import Qt
 

@@ -13,19 +13,6 @@ pytestmark = pytest.mark.gui
 WAIT_MS = 120_000
 
 
-@pytest.fixture
-def viewer_widget(make_napari_viewer_proxy, qtbot):
-    from napari_sseg._widget import SSegWidget
-
-    viewer = make_napari_viewer_proxy()
-    widget = SSegWidget(viewer)
-    qtbot.addWidget(widget)
-    yield viewer, widget
-    if widget.is_busy():
-        widget.cancel()
-        qtbot.waitUntil(lambda: not widget.is_busy(), timeout=WAIT_MS)
-
-
 def click(qtbot, button):
     from qtpy.QtCore import Qt
 

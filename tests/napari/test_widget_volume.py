@@ -12,19 +12,6 @@ pytestmark = pytest.mark.gui
 WAIT_MS = 120_000
 
 
-@pytest.fixture
-def viewer_widget(make_napari_viewer_proxy, qtbot):
-    from napari_sseg._widget import SSegWidget
-
-    viewer = make_napari_viewer_proxy()
-    widget = SSegWidget(viewer)
-    qtbot.addWidget(widget)
-    yield viewer, widget
-    if widget.is_busy():
-        widget.cancel()
-        qtbot.waitUntil(lambda: not widget.is_busy(), timeout=WAIT_MS)
-
-
 def stack(n_planes=4, shape=(48, 64)):
     """Dark left / bright right, the boundary moving right by 2 columns per plane."""
     rng = np.random.default_rng(0)
@@ -123,3 +110,15 @@ def test_suggestions_propose_a_plane_and_positions(viewer_widget, qtbot):
     assert sugg.shape == (3, 3) and (sugg[:, 0] == plane).all()
     assert viewer.dims.current_step[0] == plane  # the viewer shows the proposed plane
     assert f"plane {plane}" in widget.status.text()
+
+
+def test_the_stack_option_is_shown_only_for_images_with_planes(viewer_widget):
+    viewer, widget = viewer_widget
+    viewer.add_image(stack()[0], name="flat")
+    assert widget.image_layer().name == "flat"
+    assert widget.all_planes_check.isHidden()
+    viewer.add_image(stack(), name="volume")
+    widget.image_combo.setCurrentText("volume")
+    assert not widget.all_planes_check.isHidden()
+    widget.image_combo.setCurrentText("flat")
+    assert widget.all_planes_check.isHidden()
