@@ -88,7 +88,9 @@ def test_cancel_mid_volume_keeps_previous_labels(viewer_widget, qtbot):
     from qtpy.QtCore import Qt
 
     qtbot.mouseClick(widget.expand_btn, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: "superpixels: plane 2/" in widget.status.text(), timeout=WAIT_MS)
+    # any plane of the first pass (one plane shows for milliseconds: waiting for a given one
+    # missed it under load)
+    qtbot.waitUntil(lambda: "superpixels: plane" in widget.status.text(), timeout=WAIT_MS)
     qtbot.mouseClick(widget.cancel_btn, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not widget.is_busy(), timeout=WAIT_MS)
     assert widget.output_layer() is None  # nothing half-written
