@@ -29,7 +29,7 @@ Splits: images of each set sorted by name; ``dev`` = even positions (used for tu
 Usage::
 
     python benchmarks/bench_peers.py [--split report] [--sets ...] [--budgets 25 100]
-        [--seeds 0 1 2] [--limit N] [--methods ours convpaint] [--jobs 1]
+        [--seeds 0 1 2] [--limit N | SET=N ...] [--methods ours convpaint] [--jobs 1]
 
 Writes ``benchmarks/results/peers.md`` and ``benchmarks/results/peers.png``.
 """
@@ -131,6 +131,16 @@ def ensure_peer_env() -> Path:
     return py
 
 
+def set_limit(limits, set_name: str) -> int | None:
+    """Most images of ``set_name`` from ``--limit`` entries (``N`` for every set, ``SET=N``)."""
+    out = None
+    for entry in limits or ():
+        name, _, n = entry.rpartition("=")
+        if name in ("", set_name):
+            out = int(n)
+    return out
+
+
 def image_paths(set_name: str, split: str, limit: int | None) -> list[Path]:
     """Images of a set in name order: even positions for ``dev``, odd for ``report``."""
     paths = sorted(q for q in (DATA / set_name / "images").iterdir() if q.is_file())
@@ -230,7 +240,7 @@ def run_image(args) -> list:
 
 def _tasks(method, key, args):
     return [(method, key, s, str(p), args.budgets, args.seeds)
-            for s in args.sets for p in image_paths(s, args.split, args.limit)]
+            for s in args.sets for p in image_paths(s, args.split, set_limit(args.limit, s))]
 
 
 def _run_convpaint(args) -> None:
@@ -240,7 +250,7 @@ def _run_convpaint(args) -> None:
            "--sets", *args.sets, "--budgets", *map(str, args.budgets),
            "--seeds", *map(str, args.seeds), "--jobs", str(args.jobs)]
     if args.limit:
-        cmd += ["--limit", str(args.limit)]
+        cmd += ["--limit", *args.limit]
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     subprocess.run(cmd, check=True, env=env)
 
@@ -259,7 +269,7 @@ def collect(args, keys) -> dict:
     table: dict = {}
     for method, key in keys.items():
         for s in args.sets:
-            for p in image_paths(s, args.split, args.limit):
+            for p in image_paths(s, args.split, set_limit(args.limit, s)):
                 for b in args.budgets:
                     for seed in args.seeds:
                         path = _cache_path(key, s, p.stem, b, seed)
@@ -290,7 +300,7 @@ def report(args, keys) -> str:
     from napari_sseg.core.metrics import segmentation_scores
 
     table = collect(args, keys)
-    n_img = {s: len(image_paths(s, args.split, args.limit)) for s in args.sets}
+    n_img = {s: len(image_paths(s, args.split, set_limit(args.limit, s))) for s in args.sets}
     lines = [
         "# napari-sseg against napari-convpaint, same points",
         "",
@@ -298,7 +308,9 @@ def report(args, keys) -> str:
         "tuning; report = odd positions, held out). Seeds "
         f"{list(args.seeds)}; random points from `sample_points` as in `bench_expansion.py`, "
         "the same for both tools; one confusion matrix per set, budget and tool over all "
-        "images and seeds (255 ignored; mIoU over the classes present in the ground truth).",
+        "images and seeds (255 ignored; mIoU over the classes present in the ground truth)."
+        + (f" Image limits (the first N of the split): {' '.join(args.limit)}."
+           if args.limit else ""),
         "",
         "**convpaint** = napari-convpaint 1.2.0 through its Python API, `ConvpaintModel("
         "fe_name=\"ilastik_2d\")` (its weight-free ilastik filter set) with its default "
@@ -449,7 +461,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sets", nargs="+", default=list(SETS))
     ap.add_argument("--budgets", nargs="+", type=int, default=list(BUDGETS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--limit", type=int, default=None, help="at most N images per set")
+    ap.add_argument("--limit", nargs="+", default=None, metavar="N|SET=N",
+                    help="at most N images per set (SET=N: of that set only, the first N)")
     ap.add_argument("--methods", nargs="+", default=["ours", "convpaint"])
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--no-report", action="store_true", help="fill the cache only")
@@ -479,7 +492,7 @@ def main(argv=None) -> int:
     if args.no_report:
         return 0
     text = report(args, {m: keys[m] for m in ("ours", "convpaint") if m in keys})
-    out = RESULTS / ("peers.md" if not args.limit else f"peers_{args.split}_limit{args.limit}.md")
+    out = RESULTS / ("peers.md" if args.split == "report" else f"peers_{args.split}.md")
     atomic_write_text(out, text)
     log.info("%s", text)
     return 0
