@@ -49,7 +49,7 @@ PRIOR_FLOOR = 0.2
 #: Ridge penalty of the prior's weight (towards 1).
 WEIGHT_PENALTY = 1.0
 #: Ridge penalty of the per-class biases (towards 0).
-BIAS_PENALTY = 5.0
+BIAS_PENALTY = 3.0
 _FLOOR = 1e-4
 
 
