@@ -94,3 +94,6 @@ def test_product_combination_is_kept_unless_clearly_beaten():
     far = [((0.90, -0.2), (0.5, 1.0, 0, 1)), ((0.72, -0.3), product)]
     _prefer(far, product, 0.1)
     assert far[0][1] == (0.5, 1.0, 0, 1)
+    off = [((0.80, -0.2), (0.5, 1.0, 0, 1)), ((0.80, -0.3), product)]
+    _prefer(off, product, -1.0)  # negative: off, the ranking stays
+    assert off[0][1] == (0.5, 1.0, 0, 1)

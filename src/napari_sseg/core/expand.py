@@ -20,10 +20,7 @@ The experts are combined as a weighted product. The combinations (weights, appea
 spatial layers) are ranked per image by cross-validation over the labelled points themselves:
 each fold of points is predicted from the others, and the combinations are ordered by held-out
 mIoU (over the points' classes). Thin structures (membranes in EM) thus rely on appearance,
-large textured objects (coral) on the graph. A few held-out points make that ranking noisy,
-and a graph that wins on them can erase thin structures between them: the combination of the
-product appearance model alone is kept unless another beats it by a clear margin of held-out
-mIoU (``preferred_margin``). From 30 points on, the posteriors of the best
+large textured objects (coral) on the graph. From 30 points on, the posteriors of the best
 combinations (at most five, within a tolerance of the best held-out mIoU) are averaged, which
 steadies a choice that a few points make noisily. The same folds decide whether the average is
 smoothed with a Gaussian at a fraction of the point spacing (blob-scale label smoothing: it
@@ -134,13 +131,15 @@ class ExpandOptions:
     forest_depth : int or None
         Most depth of its trees.
     preferred_margin : float
-        The appearance-only combination of the product model (points' LDA times the forest)
-        is chosen unless another combination predicts the held-out points better by more than
-        this held-out mIoU (0 to 1; negative: always the best). On the development EM slices
-        (25 / 100 random points, 3 seeds) the plain ranking picked the graph or a single model
-        on about half the images and scored 60.8 / 65.2 mIoU; with the margin 61.9 / 65.5,
-        while aerial tiles moved from 41.5 / 54.5 to 41.8 / 54.9 and reef photos kept 39.0 /
-        58.0 (``benchmarks/bench_peers.py --split dev``).
+        If >= 0, the appearance-only combination of the product model (points' LDA times the
+        forest) is chosen unless another combination predicts the held-out points better by
+        more than this held-out mIoU (0 to 1). Off (negative) by default. With random points
+        on the development EM slices (25 / 100 points, 3 seeds) a margin of 0.1 raised the
+        expansion from 60.8 / 65.2 to 61.9 / 65.5 mIoU (aerial and reef photos unchanged), but
+        with suggested points, which spread over the image so that the graph looks worse on
+        held-out points than it is, it made reef photos lose 12 mIoU at 25 points (46.2 to
+        34.5; requiring a better held-out likelihood too: 39.4). Volumes use 0.1 (points on
+        a few planes; see :class:`~napari_sseg.core.volume.VolumeOptions`).
     """
 
     max_work_pixels: int = 400_000
@@ -162,7 +161,7 @@ class ExpandOptions:
     forest_trees: int = 16
     forest_cv_trees: int = 8
     forest_depth: int | None = 12
-    preferred_margin: float = 0.1
+    preferred_margin: float = -1.0
 
 
 def label_dtype(max_label: int) -> np.dtype:
@@ -573,8 +572,8 @@ def _rank_weights(experts, pixfeat, pr, pc, ci, n_classes, opts, *, multi):
     combinations (spatial weight, appearance weight, appearance model, spatial layers: main
     only or the mean of all) are ordered by held-out mIoU over the points' classes
     (class-balanced accuracy, used before, rewarded appearance-only fits that spread rare
-    classes over the image), ties by held-out likelihood; the product model alone comes first
-    unless beaten by more than ``opts.preferred_margin``.
+    classes over the image), ties by held-out likelihood; with ``opts.preferred_margin`` >= 0
+    the product model alone comes first unless beaten by more than that margin.
 
     Returns
     -------
@@ -627,7 +626,7 @@ def _prefer(scored, weights, margin):
     """Move ``weights`` to the front of ``scored`` (best first) if its held-out mIoU is within
     ``margin`` of the best one's."""
     hit = next((i for i, (_, w) in enumerate(scored) if w == weights), None)
-    if hit and scored[hit][0][0] >= scored[0][0][0] - margin:
+    if hit and margin >= 0 and scored[hit][0][0] >= scored[0][0][0] - margin:
         scored.insert(0, scored.pop(hit))
 
 
