@@ -577,3 +577,26 @@ def test_expand_with_the_sam2_backend_end_to_end(aerial, random_sam2_checkpoint,
     rows, cols = ps.pixel_indices()
     np.testing.assert_array_equal(lab[rows, cols], ps.labels)
     assert set(np.unique(lab)) <= set(ps.labels.tolist())
+
+
+@pytest.mark.sam2
+def test_expand_stack_with_the_sam2_backend_propagates_through_the_planes(
+        random_sam2_checkpoint, tmp_path, capsys):
+    import tifffile
+
+    from napari_sseg.io.points_files import write_napari_points_csv
+
+    cc = np.arange(32)[None, None, :]
+    vol = np.broadcast_to(np.where(cc < 16, 200, 40), (2, 32, 32)).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "v.tif", vol, photometric="minisblack")
+    pts = PointSet([[16, 4], [16, 28]], [1, 2], planes=[0, 0])
+    write_napari_points_csv(tmp_path / "p.csv", pts)
+    out = tmp_path / "out"
+    code, err = _run(capsys, "expand", tmp_path / "v.tif", "--points", tmp_path / "p.csv",
+                     "--out", out, "--backend", "sam2", "--checkpoint", random_sam2_checkpoint,
+                     "--device", "cpu", "-q")
+    assert code == 0, err
+    lab = tifffile.imread(out / "v.tif")
+    assert lab.shape == (2, 32, 32)
+    assert lab[0, 16, 4] == 1 and lab[0, 16, 28] == 2
+    assert "propagated-masks" in (out / "run.json").read_text()  # SAM2's video path ran

@@ -90,7 +90,13 @@ def expand_stack(inputs: dict, out_dir: Path, report=None) -> dict:
     spacing : list of 3 float, optional
         Voxel spacing (plane, row, col), default (1, 1, 1).
     plane_range : list of 2 int, optional
-        Only these planes (start, stop) are labelled; the others are written as 0.
+        Only these planes (start, stop) are labelled; the others are written as 0 (weight-free
+        expansion only).
+    backend : dict, optional
+        Backend settings (:func:`napari_sseg.tasks.get_proposer`): where they give SAM2, the
+        points' masks are propagated through the planes by SAM2's video predictor (same model
+        and weights) and the weight-free volume expansion fills the rest
+        (:func:`~napari_sseg.core.volume.iter_hybrid_expand_volume`).
     _where : str, optional
         Names the points file in error messages.
 
@@ -101,8 +107,9 @@ def expand_stack(inputs: dict, out_dir: Path, report=None) -> dict:
         file was read, empty otherwise).
     """
     from .core.progress import run_generator
-    from .core.volume import iter_expand_volume
+    from .core.volume import iter_expand_volume, iter_hybrid_expand_volume
     from .io.images import read_image_axes, write_label_stack
+    from .tasks import get_proposer
 
     path = Path(inputs["image"])
     read = read_image_axes(path, axes=inputs.get("axes"))
@@ -111,11 +118,19 @@ def expand_stack(inputs: dict, out_dir: Path, report=None) -> dict:
                        points_name=inputs.get("_where") or "the points")
     spacing = tuple(inputs.get("spacing") or (1.0, 1.0, 1.0))
     rng = inputs.get("plane_range")
+    image_proposer, _ = get_proposer(inputs.get("backend"))
+    if image_proposer is None:
+        steps = iter_expand_volume(read.data, points, spacing=spacing,
+                                   plane_range=None if rng is None else tuple(rng))
+    elif rng is not None:
+        raise ValueError("a plane range works with the weight-free expansion only, not SAM2")
+    else:
+        from .backends.sam2_video import video_proposer_like
+
+        steps = iter_hybrid_expand_volume(read.data, points, video_proposer_like(image_proposer),
+                                          spacing=spacing)
     result = run_generator(
-        iter_expand_volume(read.data, points, spacing=spacing,
-                           plane_range=None if rng is None else tuple(rng)),
-        None if report is None else (lambda e: report(f"{path.name}: {e.message}")),
-    )
+        steps, None if report is None else (lambda e: report(f"{path.name}: {e.message}")))
     labels = result.labels
     if rng is not None:
         full = np.zeros(read.data.shape[:3], dtype=labels.dtype)

@@ -26,7 +26,8 @@ from ..core.proposals import MaskCrop
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SAM2VideoProposer", "build_sam2_video_model", "init_state_from_arrays"]
+__all__ = ["SAM2VideoProposer", "build_sam2_video_model", "init_state_from_arrays",
+           "video_proposer_like"]
 
 _PATCH_LOCK = threading.Lock()
 _MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -201,3 +202,19 @@ class SAM2VideoProposer:
                          for obj, (score, crop) in sorted(per_plane.pop(z).items())
                          if crop is not None]
                 yield z, masks
+
+
+def video_proposer_like(image_proposer, *, chunk: int = 32) -> SAM2VideoProposer:
+    """A video proposer with the model, weights and device of a SAM2 image proposer.
+
+    Parameters
+    ----------
+    image_proposer : SAM2Proposer
+        The image proposer the backend settings built (its ``sam`` model holds the weights).
+    chunk : int
+        Planes per inference state.
+    """
+    predictor = build_sam2_video_model(image_proposer.model_name, device=image_proposer.device)
+    predictor.load_state_dict(image_proposer.sam.state_dict(), strict=False)
+    predictor.eval()
+    return SAM2VideoProposer(predictor, chunk=chunk, name=f"{image_proposer.name}, video")

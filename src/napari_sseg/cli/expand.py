@@ -146,7 +146,7 @@ def run(args) -> int:
             inputs = {"image": str(path), "points": stack_points(points),
                       "labels_out": f"{path.stem}.tif", "axes": args.axes,
                       "spacing": list(args.spacing) if args.spacing else None,
-                      "_where": str(args.points)}
+                      "backend": settings, "_where": str(args.points)}
             info["planes"] = stacks[path]
             tasks.append(Task(path.name, "napari_sseg.stacks:expand_stack", inputs,
                               outputs=(f"{path.stem}.tif",), files=(str(path),), info=info))
