@@ -347,13 +347,7 @@ def iter_expand(
             nk = int(keep.sum())
             xs, ys = np.concatenate([xs[4:9 * nk:9], xs[9 * nk:]]), np.concatenate(
                 [ys[4:9 * nk:9], ys[9 * nk:]])
-            n_trees = opts.forest_cv_trees if cv else opts.forest_trees if forest else 0
-            models.append(fit_forest(xs, ys, classes.size, n_trees=n_trees,
-                                     max_depth=opts.forest_depth)
-                          if n_trees > 0 and len(np.unique(ys)) > 1 else None)
-            # their product: the LDA's smooth boundary tempers the trees' jumps
-            models.append(ProductModel([models[0], models[2]])
-                          if models[0] is not None and models[2] is not None else None)
+            models += _forest_models(xs, ys, classes.size, opts, models[0], cv=cv, forest=forest)
         return spatial, models
 
     ranked, folds = _rank_weights(lambda keep: experts(keep, cv=True), pixfeat, pr, pc,
@@ -405,6 +399,18 @@ def iter_expand(
               "classes": classes.tolist(), "weights": [list(e) for e in ensemble],
               "smoothing_px": float(sigma * factor), "prior_weights": prior_weights},
     )
+
+
+def _forest_models(x, y, n_classes, opts, lda, *, cv, forest):
+    """The forest expert fitted on ``(x, y)`` and its product with the points' ``lda`` (each
+    None where it cannot be fitted): ``forest_cv_trees`` trees with ``cv``, none without
+    ``forest``. Shared by the 2D and the volume expansion."""
+    n_trees = opts.forest_cv_trees if cv else opts.forest_trees if forest else 0
+    trees = (fit_forest(x, y, n_classes, n_trees=n_trees, max_depth=opts.forest_depth)
+             if n_trees > 0 and len(np.unique(y)) > 1 else None)
+    # their product: the LDA's smooth boundary tempers the trees' jumps
+    product = ProductModel([lda, trees]) if lda is not None and trees is not None else None
+    return [trees, product]
 
 
 @dataclass

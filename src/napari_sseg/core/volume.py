@@ -44,12 +44,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse
 
-from .appearance import ProductModel, fit_forest, fit_lda, pixel_features
+from .appearance import fit_lda, pixel_features
 from .expand import (
     ExpandOptions,
     Expansion,
     _assemble,
     _ensemble_proba,
+    _forest_models,
     _geodesic_logp,
     _rank_weights,
     _seed_nodes,
@@ -323,12 +324,7 @@ def iter_expand_volume(
             # thin structures) and the decided voxels' sample, as in 2D
             x = np.concatenate([at_points[0, kept]] + ([fx] if fx is not None else []))
             y = np.concatenate([class_index[kept]] + ([fy] if fy is not None else []))
-            n_trees = opts.forest_cv_trees if cv else opts.forest_trees if forest else 0
-            models.append(fit_forest(x, y, classes.size, n_trees=n_trees,
-                                     max_depth=opts.forest_depth)
-                          if n_trees > 0 and len(np.unique(y)) > 1 else None)
-            models.append(ProductModel([models[0], models[2]])
-                          if models[0] is not None and models[2] is not None else None)
+            models += _forest_models(x, y, classes.size, opts, models[0], cv=cv, forest=forest)
         return spatial, models, seeds
 
     def fold_experts(keep):
