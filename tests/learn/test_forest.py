@@ -120,6 +120,43 @@ def test_sample_pixels_balances_classes():
     assert len(set(zip(rows.tolist(), cols.tolist()))) == lab.size  # no pixel twice
 
 
+def test_sample_pixels_in_proportion_to_area():
+    target = np.full((50, 50), -1, dtype=np.int32)
+    target[:40] = 0          # 2000 pixels
+    target[40:, :10] = 1     # 100 pixels
+    rows, cols, lab = sample_pixels(target, 420, np.random.default_rng(0), balanced=False)
+    assert lab.size == 420 and (target[rows, cols] == lab).all()
+    assert 8 <= (lab == 1).sum() <= 35  # about 420 / 21 = 20, not half of them
+    assert len(set(zip(rows.tolist(), cols.tolist()))) == lab.size
+    rows, cols, lab = sample_pixels(target, 5000, np.random.default_rng(0), balanced=False)
+    assert lab.size == 2100  # every labelled pixel once
+
+
+def test_forest_sees_rgb_images_in_cielab_and_old_cards_in_rgb(tmp_path):
+    from napari_sseg.learn.features import FeatureSpec
+
+    card = train(_items(range(2), tmp=tmp_path), tmp_path / "m",
+                 options=TrainOptions(labels="mask", **FAST))
+    assert card["features"]["colour"] == "lab"
+    model = load_model(tmp_path / "m")
+    img, _ = built_image(5)
+    lo, hi = np.zeros(3, np.float32), np.full(3, 255.0, np.float32)
+    small = model.spec.reduce(img, lo, hi)
+    # L of CIELAB: white is 1, black 0, a and b of grey pixels 128 / 255
+    grey = model.spec.reduce(np.array([[[255] * 3, [0] * 3]] * 2, np.uint8), lo, hi)
+    np.testing.assert_allclose(grey[0, :, 0], [1, 0], atol=1e-3)
+    np.testing.assert_allclose(grey[..., 1:], 128 / 255, atol=1e-3)
+    assert model.spec.texture_for(3) == "first" and small.shape == img.shape
+    # a card written before the colour setting existed means RGB; grey images stay grey
+    old = FeatureSpec.from_dict({"downsample": 1, "scales": [1.0], "texture": "luminance"})
+    assert old.colour == "rgb" and old.texture_for(3) == "luminance"
+    np.testing.assert_allclose(old.reduce(img, lo, hi), img / 255.0, atol=1e-6)
+    one = img[..., :1]
+    np.testing.assert_array_equal(model.spec.reduce(one, lo[:1], hi[:1]), old.reduce(one, lo[:1], hi[:1]))
+    with pytest.raises(ValueError, match="colour"):
+        FeatureSpec(colour="hsv")
+
+
 def test_time_budget_stops_with_a_saved_model(tmp_path):
     card = train(_items(range(3), tmp=tmp_path), tmp_path / "m",
                  options=TrainOptions(labels="mask", max_minutes=1e-4, n_trees=100,

@@ -137,8 +137,20 @@ def target_from_mask(mask: np.ndarray | str | os.PathLike, *, ignore_index: int 
     return target
 
 
-def sample_pixels(target: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """Up to ``n`` labelled pixels of ``target``, the same number per class where possible.
+def sample_pixels(
+    target: np.ndarray, n: int, rng: np.random.Generator, *, balanced: bool = True
+) -> tuple[np.ndarray, ...]:
+    """Up to ``n`` labelled pixels of ``target``.
+
+    Parameters
+    ----------
+    target : (M, N) ndarray of int
+        Class ids, -1 where unlabelled.
+    n : int
+    rng : numpy.random.Generator
+    balanced : bool
+        The same number per class where possible (True), or uniformly over the labelled
+        pixels, so each class in proportion to its area (False).
 
     Returns
     -------
@@ -149,6 +161,10 @@ def sample_pixels(target: np.ndarray, n: int, rng: np.random.Generator) -> tuple
     labelled = np.flatnonzero(flat >= 0)
     if not labelled.size:
         return (np.zeros(0, np.int64),) * 2 + (np.zeros(0, np.int32),)
+    if not balanced:
+        idx = np.sort(rng.choice(labelled, size=n, replace=False)) if n < labelled.size else labelled
+        rows, cols = np.divmod(idx, target.shape[1])
+        return rows, cols, flat[idx].astype(np.int32)
     cls = flat[labelled]
     classes, counts = np.unique(cls, return_counts=True)
     # equal share per class; classes with fewer pixels give their rest to the others

@@ -18,7 +18,7 @@ import numpy as np
 from ..core.image import as_channels
 from ..core.superpixels import block_mean
 from .card import ModelError, read_card
-from .features import FeatureSpec, channel_ranges, reduced
+from .features import FeatureSpec, channel_ranges
 
 __all__ = ["SurveyModel", "load_model"]
 
@@ -104,7 +104,7 @@ class SurveyModel:
         for r0, r1, c0, c1 in self._tiles((h, w), step):
             R0, R1 = max(0, r0 - self.halo), min(h, r1 + self.halo)
             C0, C1 = max(0, c0 - self.halo), min(w, c1 + self.halo)
-            small = reduced(arr[R0 * f: R1 * f, C0 * f: C1 * f], lo, hi, f)
+            small = self.spec.reduce(arr[R0 * f: R1 * f, C0 * f: C1 * f], lo, hi)
             yield r0, r1, c0, c1, R0, C0, self.proba_small(small)
 
     def predict_proba(

@@ -30,7 +30,7 @@ from .dataset import (
     target_from_mask,
     target_from_points,
 )
-from .features import FeatureSpec, channel_ranges, choose_downsample, features_at, reduced
+from .features import FeatureSpec, channel_ranges, choose_downsample, features_at
 
 __all__ = ["TrainOptions", "iter_train", "train", "NORMALISATION"]
 
@@ -55,7 +55,8 @@ class TrainOptions:
     validation_fraction : float
         Share of the images held out to score the model (none with fewer than 5 images).
     pixels_per_image : int
-        Forest: pixels sampled per image (the same number per class where possible).
+        Forest: pixels sampled per image (from masks and points the same number per class
+        where possible, from pseudo-labels in proportion to each class's area).
     work_pixels : int
         Images are block-averaged by one factor for the whole model, chosen so that the median
         training image has at most about this many pixels.
@@ -209,7 +210,6 @@ def iter_train(
         raise ModelError("empty training set: no image given")
     rng = np.random.default_rng(opts.seed)
     f = choose_downsample([_image_size(it) for it in items], work_pixels=opts.work_pixels)
-    spec = FeatureSpec(downsample=f)
     order = rng.permutation(len(items))
     n_val = int(round(opts.validation_fraction * len(items))) if len(items) >= 5 else 0
     val_set = set(order[:n_val].tolist())
@@ -218,10 +218,14 @@ def iter_train(
         from .unet import iter_train_unet
 
         card = yield from iter_train_unet(items, out, class_names=class_names or {},
-                                          options=opts, spec=spec, val_set=val_set,
+                                          options=opts, spec=FeatureSpec(downsample=f),
+                                          val_set=val_set,
                                           deadline=deadline, started=started)
         return card
 
+    # CIELAB colour (RGB images): trained on tiles 1-3 and 5 of the aerial set, tested on tile
+    # 4, the forest from pseudo-labels went from 23.9 to 30.1 mIoU, from the masks 29.5 to 32.2
+    spec = FeatureSpec(downsample=f, colour="lab")
     total = len(items) + 2
     xs, ys = [], []
     channels = None
@@ -240,12 +244,16 @@ def iter_train(
             pts = item.bounded_points(target.shape) if opts.labels != "mask" else None
             val_items.append((item, small_target(target, f, pts)))
             continue
-        rows, cols, lab = sample_pixels(target, opts.pixels_per_image, rng)
+        # pseudo-labels in proportion to their area: per-image class balance gave the small
+        # regions of an expansion, the least reliable, as many pixels as its large ones (the
+        # forest balances the classes over the whole set)
+        rows, cols, lab = sample_pixels(target, opts.pixels_per_image, rng,
+                                        balanced=opts.labels != "expanded")
         if not lab.size:
             skipped.append(item.name)
             continue
         lo, hi = channel_ranges(image)
-        small = reduced(image, lo, hi, f)
+        small = spec.reduce(image, lo, hi)
         xs.append(features_at(small, rows // f, cols // f, spec))
         ys.append(lab)
         used.append(item.name)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..core.progress import Progress
 from .card import ModelError, library_versions, write_card
-from .features import channel_ranges, reduced
+from .features import channel_ranges
 from .model import SurveyModel
 
 __all__ = ["UNetModel", "iter_train_unet", "MODEL_FILE", "CHECKPOINT_FILE", "import_torch",
@@ -167,7 +167,7 @@ def _prepare(items, opts, spec, val_set, classes_hint):
         pts = item.bounded_points(target.shape) if opts.labels != "mask" else None
         small_t = small_target(target, f, pts)
         lo, hi = channel_ranges(image)
-        data.append((item.name, reduced(image, lo, hi, f), small_t, i in val_set))
+        data.append((item.name, spec.reduce(image, lo, hi), small_t, i in val_set))
         names.append(item.name)
     labelled = [t[t >= 0] for _, _, t, _ in data]
     classes = np.unique(np.concatenate(labelled)) if labelled else np.zeros(0, np.int64)
