@@ -152,7 +152,7 @@ def _simulate_suggest(img, gt, budget, batch, seed):
     return exp.labels
 
 
-def suggest_and_random_miou(data: Path, every: int = 9, budget: int = 15, seeds: int = 3):
+def suggest_and_random_miou(data: Path, every: int = 9, budget: int = 25, seeds: int = 3):
     """mIoU of suggested points (rounds of 5) and mean mIoU of random points on Dubai tiles."""
     from PIL import Image
 
@@ -168,7 +168,9 @@ def suggest_and_random_miou(data: Path, every: int = 9, budget: int = 15, seeds:
 
 
 def test_suggest_beats_random_on_real_images(shared_data):
-    # every 9th Dubai tile (5 images), 15 points in rounds of 5; measured (2026-11-22, default
-    # expansion): suggest 44.5 mIoU vs random 38.1 (mean of 3 seeds), a margin of 6.4 points
+    # every 9th Dubai tile (5 images), 25 points (the budget of issue 17's bar) in rounds of 5;
+    # measured 2026-12-03: suggest 44.9 mIoU vs random 37.5 (mean of 3 seeds). At 15 points one
+    # run of the loop swings by several points with any setting (interior_power 1 / 0.5 / 0:
+    # 46.8 / 36.2 / 39.5 against random 37.4), too noisy for a margin
     miou_suggest, miou_random = suggest_and_random_miou(shared_data)
     assert miou_suggest > miou_random + 0.03

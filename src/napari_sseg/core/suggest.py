@@ -1,8 +1,9 @@
 """Suggest points: where the next labelled click helps the expansion most.
 
-The acquisition follows the published ``dynamicPoints`` idea (exploitation towards the centres of
-mask proposals weighted by their area and damped near chosen points, plus exploration away from
-chosen points, balanced by ``lam``) and adds uncertainty from our own expansion: low confidence,
+The acquisition follows the published ``dynamicPoints`` idea (exploitation of mask proposals
+weighted by their area and damped near chosen points, plus exploration away from chosen points,
+balanced by ``lam``; the published version also pulls points to proposal centres, here an option,
+``interior_power``) and adds uncertainty from our own expansion: low confidence,
 a small vote margin and disagreement between SAM2 masks and the superpixel fill (when the
 expansion's ``info`` holds per-pixel ``"margin"`` or ``"disagreement"`` arrays in [0, 1]), the class
 balance of the labelled points (optional) and distance in colour space from every labelled point.
@@ -56,6 +57,15 @@ class SuggestOptions:
         helped a little on aerial tiles but cost about 3 mIoU points on EM membranes.
     area_power : float
         A proposal's weight is its area share to this power (1 is the published weighting).
+    interior_power : float
+        Within a proposal, a cell's exploitation is multiplied by its distance to the
+        proposal's edge (relative to the deepest cell) to this power: 1 pulls points to
+        proposal centres, as published; 0 (the default) weighs every cell of a proposal the
+        same and leaves where inside it to the other terms. Centres keep points off thin
+        structures, which lie on superpixel edges (EM membranes), and off class edges: at 25
+        points, all images of a set, 2 seeds (``benchmarks/bench_suggest.py``), 0 against 1
+        scored reef photos 44.6 against 42.0 mIoU (random points 33.1), EM 59.1 against 57.8
+        (random 57.8), aerial tiles (every 2nd) 47.6 against 47.8 (random 44.4).
     fraction : float
         Fraction of the batch taken greedily from the acquisition map; the rest are drawn at random
         (seeded) from unchosen cells with probability proportional to the map.
@@ -69,6 +79,7 @@ class SuggestOptions:
     w_novelty: float = 1.0
     w_balance: float = 0.0
     area_power: float = 1.0
+    interior_power: float = 0.0
     fraction: float = 1.0
 
 
@@ -401,7 +412,9 @@ class _State:
         if len(self.areas):
             value = (self.areas ** o.area_power) * self.region_damp
             reg = self.region_of
-            exploit = np.where(reg >= 0, value[np.maximum(reg, 0)], 0) * self.interior
+            exploit = np.where(reg >= 0, value[np.maximum(reg, 0)], 0)
+            if o.interior_power:
+                exploit = exploit * self.interior ** o.interior_power
             exploit = _minmax(exploit, valid)
         else:
             exploit = np.zeros(self.grid, dtype=np.float32)
