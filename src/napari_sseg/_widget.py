@@ -62,6 +62,7 @@ BACKEND_CHOICES = (
     ("SAM2.1 large + superpixels", "sam2", "large"),
 )
 NO_CHECKPOINT_TIP = "No SAM2.1 {model} checkpoint found. {how} Then reopen this widget."
+NO_POINTS = "the class layers hold no points: click at least one point of a class on the image"
 
 
 # --------------------------------------------------------------------------- snapshots (main thread)
@@ -198,9 +199,7 @@ def snapshot_expand_job(viewer, image_layer, *, channel_layers=(), allow_empty=F
         coords.append(pts)
         labels.append(np.full(len(pts), cid, dtype=np.int64))
     if not coords and not allow_empty:
-        raise ValueError(
-            "the class layers hold no points: click at least one point of a class on the image"
-        )
+        raise ValueError(NO_POINTS)
     if not coords:  # no points yet: the plane shown now
         here = np.asarray(points_to_image_data_position(viewer, image_layer), dtype=float)
         coords = [np.zeros((0, nd))]
@@ -598,12 +597,10 @@ class SSegWidget(QWidget):
             return
         try:
             image = self.image_layer()
-            job = snapshot_expand_job(self.viewer, image, channel_layers=self._channel_layers(image),
-                                      volume=self.all_planes_check.isChecked())
+            job = self._expand_job(image)
         except ValueError as exc:
             self._notify_error(str(exc))
             return
-        self._panel_hook("prepare_job", job)
         key, factory = self._proposer_factory() if not job.volumes else (None, None)
         cached = self._proposer if key is not None and key == self._proposer_key else None
         worker = create_worker(
@@ -613,6 +610,20 @@ class SSegWidget(QWidget):
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(lambda res, job=job, key=key: self._apply_expansion(job, key, res))
         self._start(worker, "expanding")
+
+    def _expand_job(self, image) -> ExpandJob:
+        """The expansion's job, its corrections attached; a 2D plane with corrections and no
+        class points yet is expanded from its corrections alone (the plane shown now)."""
+        volume = self.all_planes_check.isChecked()
+        whole_stack = volume and image is not None and image.ndim >= 3
+        job = snapshot_expand_job(self.viewer, image, channel_layers=self._channel_layers(image),
+                                  volume=volume,
+                                  allow_empty=not whole_stack and bool(class_layers(self.viewer)))
+        self._panel_hook("prepare_job", job)
+        if not job.volumes and not any(len(sl.points) or sl.corrections is not None
+                                       for sl in job.slices):
+            raise ValueError(f"{NO_POINTS} (or paint a correction on SSeg labels)")
+        return job
 
     def cancel(self) -> None:
         """Stop the running worker at its next step; the previous labels stay as they were."""

@@ -123,6 +123,30 @@ def test_undo_and_erase_hand_pixels_back(viewer_widget, qtbot):
     assert (out.data[100:110, 130:140] == 2).all()
 
 
+def test_corrections_alone_expand_a_plane_without_points(viewer_widget, qtbot, notifications):
+    viewer, widget = viewer_widget
+    small_scene(viewer, widget)
+    expand_and_wait(qtbot, widget)
+    out = widget.output_layer()
+    panel = panel_of(widget)
+    # the painted classes are the opposite of the first result's: dark pixels are now class 2
+    paint_block(out, slice(50, 60), slice(20, 30), 2)    # dark half
+    paint_block(out, slice(50, 60), slice(130, 140), 1)  # bright half
+    for name in ("c1", "c2"):
+        viewer.layers[name].data = np.zeros((0, 2))
+    expand_and_wait(qtbot, widget)
+    labels = widget.output_layer().data
+    assert (labels[50:60, 20:30] == 2).all() and (labels[50:60, 130:140] == 1).all()
+    assert (labels[:, :70] == 2).mean() > 0.95 and (labels[:, 90:] == 1).mean() > 0.95
+    # with neither points nor corrections, Expand says what is missing and changes nothing
+    panel.clear()
+    before = widget.output_layer().data.copy()
+    expand_and_wait(qtbot, widget)
+    msg = [str(n.message) for n in notifications][-1]
+    assert "hold no points" in msg and "paint a correction" in msg
+    np.testing.assert_array_equal(widget.output_layer().data, before)
+
+
 def test_save_and_load_corrections(viewer_widget, qtbot, tmp_path):
     viewer, widget = viewer_widget
     small_scene(viewer, widget)
