@@ -353,11 +353,7 @@ def iter_expand(
     ranked, folds = _rank_weights(lambda keep: experts(keep, cv=True), pixfeat, pr, pc,
                                   class_index, classes.size, opts, multi=len(layers) > 1)
     n_seeds = max(1, len(points) + int((cv_seed[0] >= 0).sum()))
-    averaging = len(points) >= opts.averaging_min_points and bool(folds)
-    best_score, best = ranked[0]
-    size = max(1, opts.ensemble_size) if averaging else 1
-    ensemble = [best] + [w for score, w in ranked[1:size]
-                         if score >= best_score - opts.ensemble_tolerance]
+    averaging, ensemble = _choose_ensemble(ranked, folds, len(points), opts)
     sigma = opts.smoothing * np.sqrt(h * w / n_seeds)
     if not (averaging and _smoothing_helps(ensemble, folds, pixfeat, pr, pc, class_index,
                                            classes.size, sigma)):
@@ -399,6 +395,18 @@ def iter_expand(
               "classes": classes.tolist(), "weights": [list(e) for e in ensemble],
               "smoothing_px": float(sigma * factor), "prior_weights": prior_weights},
     )
+
+
+def _choose_ensemble(ranked, folds, n_points, opts):
+    """Whether posteriors are averaged, and the weight combinations that are: the best ranked
+    one, plus (with at least ``opts.averaging_min_points`` points and folds) up to
+    ``opts.ensemble_size - 1`` more within ``opts.ensemble_tolerance`` of its held-out mIoU.
+    Shared by the 2D and the volume expansion."""
+    averaging = n_points >= opts.averaging_min_points and bool(folds)
+    best_score, best = ranked[0]
+    size = max(1, opts.ensemble_size) if averaging else 1
+    return averaging, [best] + [w for score, w in ranked[1:size]
+                                if score >= best_score - opts.ensemble_tolerance]
 
 
 def _forest_models(x, y, n_classes, opts, lda, *, cv, forest):

@@ -49,6 +49,7 @@ from .expand import (
     ExpandOptions,
     Expansion,
     _assemble,
+    _choose_ensemble,
     _ensemble_proba,
     _forest_models,
     _geodesic_logp,
@@ -334,11 +335,7 @@ def iter_expand_volume(
     ranked, folds = _rank_weights(fold_experts, at_points, np.zeros(len(pts), np.int64),
                                   np.arange(len(pts)), class_index, classes.size, opts,
                                   multi=False)
-    averaging = len(pts) >= opts.averaging_min_points and bool(folds)
-    best_score, best = ranked[0]
-    size = max(1, opts.ensemble_size) if averaging else 1
-    ensemble = [best] + [wt for score, wt in ranked[1:size]
-                         if score >= best_score - opts.ensemble_tolerance]
+    _, ensemble = _choose_ensemble(ranked, folds, len(pts), opts)
     spatial, models, _ = experts(np.ones(len(pts), dtype=bool),
                                  forest=any(wap > 0 and j >= 2 for _, wap, j, _ in ensemble))
     used = _used_models(ensemble, models)
