@@ -223,6 +223,7 @@ def _plot(scores, args) -> None:
         ax.set_xscale("log")
         ax.set_xticks(list(args.budgets))
         ax.set_xticklabels([str(b) for b in args.budgets])
+        ax.set_xticks([], minor=True)  # no 3x10^1-style labels between few budgets
         ax.set_title(s)
         ax.set_xlabel("points per image")
         ax.set_ylabel("mIoU (%)")
