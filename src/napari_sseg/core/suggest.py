@@ -339,17 +339,19 @@ class _State:
             k = int(label_img.max()) + 1
             if k > 0:
                 inside = label_img >= 0
-                edge = np.zeros((h, w), dtype=bool)
-                edge[:, :-1] |= label_img[:, :-1] != label_img[:, 1:]
-                edge[:, 1:] |= label_img[:, :-1] != label_img[:, 1:]
-                edge[:-1] |= label_img[:-1] != label_img[1:]
-                edge[1:] |= label_img[:-1] != label_img[1:]
-                dt = ndi.distance_transform_edt(~edge).astype(np.float32) + 1.0
                 idx = np.where(inside, label_img, 0)
-                peak = np.asarray(ndi.maximum(dt, labels=label_img + 1, index=np.arange(1, k + 1)),
-                                  dtype=np.float32).reshape(-1)
-                peak[peak <= 0] = 1.0
-                self.interior = np.where(inside, dt / peak[idx], 0).astype(np.float32)
+                if self.opts.interior_power:  # the score reads the interior only then
+                    edge = np.zeros((h, w), dtype=bool)
+                    edge[:, :-1] |= label_img[:, :-1] != label_img[:, 1:]
+                    edge[:, 1:] |= label_img[:, :-1] != label_img[:, 1:]
+                    edge[:-1] |= label_img[:-1] != label_img[1:]
+                    edge[1:] |= label_img[:-1] != label_img[1:]
+                    dt = ndi.distance_transform_edt(~edge).astype(np.float32) + 1.0
+                    peak = np.asarray(ndi.maximum(dt, labels=label_img + 1,
+                                                  index=np.arange(1, k + 1)),
+                                      dtype=np.float32).reshape(-1)
+                    peak[peak <= 0] = 1.0
+                    self.interior = np.where(inside, dt / peak[idx], 0).astype(np.float32)
                 self.region_of = np.where(inside, label_img, -1)
                 if proposals is None:
                     means = region_means(label_img, self.feats, k).astype(np.float32)
