@@ -88,9 +88,11 @@ def test_product_combination_is_kept_unless_clearly_beaten():
     from napari_sseg.core.expand import _prefer
 
     product = (0.0, 1.0, 3, 0)
-    close = [((0.80, -0.2), (0.5, 1.0, 0, 1)), ((0.72, -0.3), product)]
+    lower = ((0.70, -0.4), (0.0, 1.0, 2, 0))
+    close = [((0.80, -0.2), (0.5, 1.0, 0, 1)), ((0.72, -0.3), product), lower]
     _prefer(close, product, 0.1)
-    assert close[0][1] == product and len(close) == 2
+    # it alone is kept: it joins no average with those it was preferred over or scored above
+    assert close == [((0.72, -0.3), product)]
     far = [((0.90, -0.2), (0.5, 1.0, 0, 1)), ((0.72, -0.3), product)]
     _prefer(far, product, 0.1)
     assert far[0][1] == (0.5, 1.0, 0, 1)

@@ -185,6 +185,7 @@ def fit_forest(
     n_trees: int = 32,
     max_depth: int | None = 12,
     max_samples: int = 4000,
+    max_features: float | str = "sqrt",
     seed: int = 0,
 ) -> ForestModel:
     """Extremely randomised trees on feature columns ``start:`` of ``x``, balanced classes.
@@ -202,6 +203,9 @@ def fit_forest(
         Size of the ensemble (kept small: every pixel of the image is predicted).
     max_samples : int
         At most this many rows (a seeded random subsample) train the trees.
+    max_features : float or str
+        Features drawn at each split (scikit-learn's ``max_features``: a fraction or
+        ``"sqrt"``).
     seed : int
         Seed of the subsample and the trees.
     """
@@ -213,7 +217,7 @@ def fit_forest(
         keep = np.random.default_rng(seed).choice(len(y), max_samples, replace=False)
         x, y = x[keep], y[keep]
     forest = ExtraTreesClassifier(n_estimators=n_trees, max_depth=max_depth,
-                                  class_weight="balanced", max_features="sqrt",
+                                  class_weight="balanced", max_features=max_features,
                                   random_state=seed, n_jobs=1)
     forest.fit(x, y)
     return ForestModel(forest, start, n_classes)
