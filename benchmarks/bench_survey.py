@@ -48,6 +48,13 @@ SETS = ("em_isbi2012", "aerial_dubai", "coral_eilat")
 ARMS = ("mask", "expanded", "points")
 PARTS = ("predict", "expand", "expand_model")
 NOTES = [
+    "EM row rerun 2026-12-03, 11:30-11:38 UTC, with bc409aa (the 2D expansion uses the product "
+    "appearance model alone on single-channel images unless the folds clearly prefer another "
+    "combination; its forest draws half the features per split): mask / expanded / points / "
+    "expand / expand --model 70.8 / 67.3 / 70.0 / 53.8 / 66.2 -> 70.8 / 67.6 / 70.0 / 61.1 / "
+    "67.2. `expand --model` is still below `predict` (67.2 against 67.6; bar +1 missed). The "
+    "aerial and coral rows are from the 07:20 run below (colour images: the 2D expansion's "
+    "selection is unchanged there; its forest's half-features split is not in those rows).",
     "Notes (2026-12-03 run, 07:20-07:45 UTC): code of 12a2f97 (forest on CIELAB colour for RGB "
     "images; pseudo-labels sampled in proportion to their area); every arm had 4 CPU minutes "
     "and finished well inside it (the forests reached their 100 trees); the 2-core machine "
