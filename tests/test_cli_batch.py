@@ -150,7 +150,10 @@ def test_ctrl_c_records_the_interruption_then_resume_finishes(data, reference, t
     code = "import sys; from napari_sseg.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", code, "expand", str(root / "images"),
                              "--points", str(root / "points.csv"), "--out", str(out), "-q",
-                             "--workers", workers], stderr=subprocess.PIPE, text=True)
+                             "--workers", workers], stderr=subprocess.PIPE, text=True,
+                            # a suite started in the background (``&``) ignores SIGINT, and
+                            # so would the child: give it the terminal's default, as Ctrl-C finds
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     try:
         while not list(out.glob("*_overlay.png")):
