@@ -27,9 +27,8 @@ posteriors of the best combinations (at most five, within a tolerance of the bes
 mIoU) are averaged, which steadies a choice that a few points make noisily. The same folds
 decide whether the average is smoothed with a Gaussian at a fraction of the point spacing
 (blob-scale label smoothing: it helps where classes form large blobs and would erase thin
-structures). Probabilities are
-brought back to full resolution in strips; the winning class and its probability (the
-confidence) are returned. Only the points (and ``known`` pixels) are used.
+structures). Probabilities are brought back to full resolution in strips; the winning class and
+its probability (the confidence) are returned. Only the points (and ``known`` pixels) are used.
 """
 
 from __future__ import annotations
