@@ -161,7 +161,9 @@ def test_best_combinations_are_averaged_from_30_points_on():
     img, truth = two_region_image(seed=3)
     few = expand(img, sample_points(truth, 29, rng=0))
     many = expand(img, sample_points(truth, 30, rng=0))
-    assert len(few.info["weights"]) == 1 and few.info["smoothing_px"] == 0
+    # one combination, at most smoothed at the pixel scale (not at the seeds' spacing)
+    assert len(few.info["weights"]) == 1
+    assert few.info["smoothing_px"] in (0, ExpandOptions().pixel_smoothing)
     assert 1 < len(many.info["weights"]) <= ExpandOptions().ensemble_size
     assert np.mean(many.labels == truth) > 0.97
     single = expand(img, sample_points(truth, 30, rng=0), options=ExpandOptions(ensemble_size=1))

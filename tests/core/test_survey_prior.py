@@ -72,3 +72,19 @@ def test_a_right_but_miscalibrated_prior_is_corrected_by_the_points():
     w = joined.info["prior_weights"]
     assert w["bias"][1] - w["bias"][0] > 1.0  # the points raised class 1
     assert w["prior"] > 0
+
+
+def test_on_a_grey_image_without_graph_the_points_only_recalibrate_the_prior():
+    """A single-channel image whose expansion chose no spatial expert: its pixel classifier
+    (a few dozen pixels) is left out of the product; a colour image keeps it."""
+    image, truth = _checkerboard(4)
+    rng = np.random.default_rng(5)
+    p1 = np.where(truth == 1, 0.45, 0.05) + rng.uniform(-0.03, 0.03, truth.shape)
+    prior = np.stack([1 - p1, p1], axis=-1).astype(np.float32)
+    points = sample_points(truth, 40, rng=6)
+    grey = expand(image[..., 0], points, prior_proba=prior, prior_classes=[0, 1])
+    assert all(w[0] == 0 for w in grey.info["weights"])  # the product of LDA and forest
+    assert grey.info["prior_weights"]["expansion"] == 0
+    assert np.mean(grey.labels == truth) > 0.95
+    colour = expand(image, points, prior_proba=prior, prior_classes=[0, 1])
+    assert colour.info["prior_weights"]["expansion"] == 0.75

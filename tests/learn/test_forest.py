@@ -157,6 +157,43 @@ def test_forest_sees_rgb_images_in_cielab_and_old_cards_in_rgb(tmp_path):
         FeatureSpec(colour="hsv")
 
 
+def test_smoothing_of_the_forest_probabilities(tmp_path):
+    """The forest's per-pixel probabilities are smoothed by the card's Gaussian (speckle in the
+    noisy class goes); a card without the setting predicts unsmoothed; a bad value is an
+    error naming the card's folder."""
+    from scipy import ndimage as ndi
+
+    items = []
+    for s in range(3):
+        img, truth = built_image(s, grey=True)
+        items.append(TrainingItem(f"b{s}.png", points=sample_points(truth, 25, rng=s), image=img))
+    models = {}
+    for sigma in (0.0, 1.5):
+        card = train(items, tmp_path / f"m{sigma}",
+                     options=TrainOptions(labels="points", smoothing=sigma, **FAST))
+        assert card["training"]["forest"]["smoothing"] == sigma
+        models[sigma] = load_model(tmp_path / f"m{sigma}")
+    img, truth = built_image(7, grey=True)
+    plain, _ = models[0.0].predict_proba(img)
+    smooth, _ = models[1.5].predict_proba(img)  # the same trees (same pixels and seed)
+    np.testing.assert_allclose(smooth, ndi.gaussian_filter(plain, (1.5, 1.5, 0), truncate=3.0),
+                               atol=1e-5)
+    assert _miou(truth, models[1.5].predict(img)[0]) > _miou(truth, models[0.0].predict(img)[0])
+
+    card_path = tmp_path / "m1.5" / "card.json"
+    card = json.loads(card_path.read_text())
+    del card["training"]["forest"]["smoothing"]  # a card from before the setting
+    card_path.write_text(json.dumps(card))
+    np.testing.assert_allclose(load_model(tmp_path / "m1.5").predict_proba(img)[0], plain)
+    card["training"]["forest"]["smoothing"] = "wide"
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(ModelError, match=r"m1\.5: the card's forest smoothing 'wide'"):
+        load_model(tmp_path / "m1.5")
+    with pytest.raises(ValueError, match="smoothing"):
+        train(items, tmp_path / "bad", options=TrainOptions(smoothing=-1, **FAST))
+    assert not (tmp_path / "bad").exists()
+
+
 def test_time_budget_stops_with_a_saved_model(tmp_path):
     card = train(_items(range(3), tmp=tmp_path), tmp_path / "m",
                  options=TrainOptions(labels="mask", max_minutes=1e-4, n_trees=100,

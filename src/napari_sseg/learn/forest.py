@@ -183,12 +183,22 @@ class Forest:
 
 
 class ForestModel(SurveyModel):
-    """A survey model whose pixels are classified by a :class:`Forest` on the filter bank."""
+    """A survey model whose pixels are classified by a :class:`Forest` on the filter bank.
+
+    The forest classifies each pixel on its own; its probabilities are then smoothed by a
+    Gaussian of the card's ``forest.smoothing`` working pixels (0 in cards that predate it).
+    """
 
     def __init__(self, card: dict, folder: Path | None, forest: Forest):
         super().__init__(card, folder)
         self.forest = forest
-        self.halo = self.spec.halo
+        smoothing = card.get("training", {}).get("forest", {}).get("smoothing", 0.0)
+        if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not (
+                0 <= smoothing < 64):
+            raise ModelError(f"{folder}: the card's forest smoothing {smoothing!r} is not a "
+                             f"number of working pixels in [0, 64)")
+        self.smoothing = float(smoothing)
+        self.halo = max(self.spec.halo, int(np.ceil(3 * self.smoothing)))
         if forest.n_classes != self.classes.size:
             raise ModelError(f"{folder}: the forest has {forest.n_classes} classes, its card "
                              f"{self.classes.size}")
@@ -199,7 +209,13 @@ class ForestModel(SurveyModel):
         if nf != self.forest.n_features:
             raise ModelError(f"{self.where}: the images give {nf} features, the forest was "
                              f"trained on {self.forest.n_features}")
-        return self.forest.predict_proba(feats.reshape(-1, nf)).reshape(h, w, -1)
+        proba = self.forest.predict_proba(feats.reshape(-1, nf)).reshape(h, w, -1)
+        if self.smoothing > 0:
+            from scipy import ndimage as ndi
+
+            proba = ndi.gaussian_filter(proba, (self.smoothing, self.smoothing, 0),
+                                        truncate=3.0)
+        return proba
 
 
 def _node_dtype() -> np.dtype:
