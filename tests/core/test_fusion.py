@@ -19,7 +19,7 @@ from napari_sseg.core.fusion import (
     iter_hybrid_expand,
     resolve_conflicts,
 )
-from napari_sseg.core.points import PointsOutOfBoundsError, PointSet
+from napari_sseg.core.points import PointSet, PointsOutOfBoundsError
 from napari_sseg.core.progress import Progress, run_generator
 
 

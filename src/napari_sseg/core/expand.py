@@ -41,13 +41,12 @@ from scipy import sparse
 
 from .appearance import ProductModel, fit_forest, fit_lda, pixel_features
 from .classaxis import class_argmax, log_softmax_inplace, softmax_inplace
-from .features import FEATURE_KINDS, filter_bank
 from .corrections import merge_known
+from .features import FEATURE_KINDS, filter_bank
 from .image import normalized_float
 from .metrics import segmentation_scores
 from .points import PointSet
 from .progress import Progress, run_generator
-from .survey import check_prior
 from .superpixels import (
     block_mean,
     colour_features,
@@ -56,6 +55,7 @@ from .superpixels import (
     relabel_sequential,
     slic_superpixels,
 )
+from .survey import check_prior
 
 __all__ = ["Expansion", "ExpandOptions", "iter_expand", "expand", "label_dtype"]
 

@@ -38,11 +38,11 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
-from .proposals import Candidates, MaskCrop, iter_candidates, sample_grid, upsample_crop
 from .corrections import check_corrections, painted_mask
 from .expand import ExpandOptions, Expansion, iter_expand
 from .points import PointSet
 from .progress import Progress
+from .proposals import Candidates, MaskCrop, iter_candidates, sample_grid, upsample_crop
 
 __all__ = ["HybridOptions", "MaskChoice", "choose_candidate", "iter_hybrid_expand",
            "resolve_conflicts"]
