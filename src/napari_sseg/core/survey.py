@@ -45,8 +45,8 @@ import numpy as np
 from .classaxis import softmax_inplace
 
 __all__ = ["EXPANSION_WEIGHT", "EXPANSION_FLOOR", "PRIOR_FLOOR", "WEIGHT_PENALTY",
-           "BIAS_PENALTY", "PIXEL_ONLY_BIAS_PENALTY", "check_prior", "prior_on_grid", "expansion_logits", "prior_logits",
-           "fit_calibration", "combine_prior"]
+           "BIAS_PENALTY", "PIXEL_ONLY_BIAS_PENALTY", "check_prior", "prior_on_grid",
+           "expansion_logits", "prior_logits", "fit_calibration", "combine_prior"]
 
 #: Weight of the expansion's log-probabilities (the prior's weight is fitted per image).
 EXPANSION_WEIGHT = 0.75

@@ -195,8 +195,8 @@ def _check_options(opts: TrainOptions) -> None:
         raise ValueError(f"clock must be 'wall' or 'cpu', got {opts.clock!r}")
     if not 0 <= opts.validation_fraction < 1:
         raise ValueError(f"validation_fraction must be in [0, 1), got {opts.validation_fraction}")
-    if not opts.smoothing >= 0:
-        raise ValueError(f"smoothing must be at least 0, got {opts.smoothing}")
+    if not 0 <= opts.smoothing < 64:
+        raise ValueError(f"smoothing must be in [0, 64) working pixels, got {opts.smoothing}")
 
 
 def iter_train(
