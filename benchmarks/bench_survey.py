@@ -71,6 +71,9 @@ NOTES = [
     "(+2.7 over expand, +14.2 over predict), MISSED on EM (69.8 against predict 69.9: a survey "
     "model this good leaves 25 random points nothing to correct but the class balance, about "
     "+0.2 over 3 seeds) and on coral (nothing transfers; 47.3 against expand 47.9, one seed).",
+    "The budget curve (`--curve --skip-train --parts`, 14:45-14:58 UTC) is flat: at 1, 2 "
+    "and 4 CPU minutes every forest grew its 100 trees within 32-80 CPU s, so the survey "
+    "forest needs about a minute on these sets and a larger budget buys nothing.",
     "Why the EM bar of `expand --model` (+1 over `predict`) is out of reach of a per-image "
     "recalibration: with the smoothed pseudo-label model on the 6 EM test slices, the best "
     "class bias chosen per image with the ground truth (an oracle no points can match) gives "
