@@ -372,7 +372,7 @@ def write_report(raw):
         for s, c in curves.items():
             pts = sorted((r["seconds"] / 60, r["miou"]) for r in c.values())
             ax.plot(*zip(*pts), marker="o", label=s)
-        ax.set_xlabel("training minutes (wall clock)")
+        ax.set_xlabel("training CPU minutes (used)")
         ax.set_ylabel("held-out mIoU (%)")
         ax.legend()
         fig.tight_layout()
