@@ -403,11 +403,11 @@ def iter_expand(
     if sigma == 0 and opts.pixel_smoothing > 0 and _smoothing_helps(
             ensemble, folds, pixfeat, pr, pc, class_index, classes.size, opts.pixel_smoothing):
         fine = opts.pixel_smoothing
-    if sigma > 0 or fine > 0:
+    smooth = sigma or fine  # working pixels; the grid step is 1 unless sigma > 0
+    if smooth > 0:
         from scipy import ndimage as ndi
 
-        s = sigma / step if sigma > 0 else fine
-        pmap = ndi.gaussian_filter(pmap, (s, s, 0), truncate=3.0)
+        pmap = ndi.gaussian_filter(pmap, (smooth / step, smooth / step, 0), truncate=3.0)
     prior_weights = None
     if prior_cols is not None:  # the survey model, weighted by the same folds
         pixel_only = feats.shape[2] == 1 and all(e[0] == 0 for e in ensemble)
@@ -430,7 +430,7 @@ def iter_expand(
         confidence=confidence,
         info={"method": "superpixel-graph", "work_factor": factor, "superpixels": n_sp,
               "classes": classes.tolist(), "weights": [list(e) for e in ensemble],
-              "smoothing_px": float((sigma or fine) * factor), "prior_weights": prior_weights},
+              "smoothing_px": float(smooth * factor), "prior_weights": prior_weights},
     )
 
 

@@ -20,9 +20,11 @@ from .card import ModelError
 from .features import features
 from .model import SurveyModel
 
-__all__ = ["Forest", "ForestModel", "FOREST_FILE"]
+__all__ = ["Forest", "ForestModel", "FOREST_FILE", "MAX_SMOOTHING"]
 
 FOREST_FILE = "forest.npz"
+#: The forest's probability smoothing (working pixels) must be below this.
+MAX_SMOOTHING = 64
 _NODE_FIELDS = ("left_child", "right_child", "feature", "threshold", "impurity",
                 "n_node_samples", "weighted_n_node_samples", "missing_go_to_left")
 
@@ -194,9 +196,9 @@ class ForestModel(SurveyModel):
         self.forest = forest
         smoothing = card.get("training", {}).get("forest", {}).get("smoothing", 0.0)
         if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not (
-                0 <= smoothing < 64):
+                0 <= smoothing < MAX_SMOOTHING):
             raise ModelError(f"{folder}: the card's forest smoothing {smoothing!r} is not a "
-                             f"number of working pixels in [0, 64)")
+                             f"number of working pixels in [0, {MAX_SMOOTHING})")
         self.smoothing = float(smoothing)
         self.halo = max(self.spec.halo, int(np.ceil(3 * self.smoothing)))
         if forest.n_classes != self.classes.size:

@@ -195,8 +195,11 @@ def _check_options(opts: TrainOptions) -> None:
         raise ValueError(f"clock must be 'wall' or 'cpu', got {opts.clock!r}")
     if not 0 <= opts.validation_fraction < 1:
         raise ValueError(f"validation_fraction must be in [0, 1), got {opts.validation_fraction}")
-    if not 0 <= opts.smoothing < 64:
-        raise ValueError(f"smoothing must be in [0, 64) working pixels, got {opts.smoothing}")
+    from .forest import MAX_SMOOTHING
+
+    if not 0 <= opts.smoothing < MAX_SMOOTHING:
+        raise ValueError(f"smoothing must be in [0, {MAX_SMOOTHING}) working pixels, got "
+                         f"{opts.smoothing}")
 
 
 def iter_train(
